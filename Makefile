@@ -1,0 +1,35 @@
+# authz-server: make help lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create or update the virtual environment in .venv
+
+run: $(STAMP) ## run the demo: Envoy on 127.0.0.1:8080 -> authz-server -> echo upstream
+	$(BIN)/python -m authz_server.demo
+
+check: $(STAMP) ## format check, lint and type check (changes nothing)
+	$(BIN)/ruff format --check authz_server tests
+	$(BIN)/ruff check authz_server tests
+	$(BIN)/mypy
+
+test: check ## run the whole test suite (real Envoy, real JWKS server, loopback only)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+format: $(STAMP) ## reformat the code in place
+	$(BIN)/ruff format authz_server tests
+	$(BIN)/ruff check --fix authz_server tests
+
+.PHONY: help venv run check test format

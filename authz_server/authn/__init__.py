@@ -1,0 +1,1 @@
+"""Authentication: find tokens, verify them against key sets, produce an Identity."""

@@ -1,0 +1,265 @@
+"""Decide who the caller is from the tokens it presents, as Istio's jwtRules do.
+
+The combined requirement of all applicable rules is "valid if present": a request
+with no token passes without identity; every presented token must verify. When no
+rule verifies the token, the error reported follows Envoy's priority (the last real
+failure, else "issuer not configured"). Two deliberate differences, both stricter:
+
+* More than one *distinct* token in one request is rejected (401), instead of
+  letting the first rule that succeeds define an undefined principal.
+* Output headers of every applicable rule are removed from every request, not only
+  those of the rule that was evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import TTLCache
+
+from authz_server.authn.extract import (
+    Location,
+    cookies,
+    from_header,
+    query_params,
+)
+from authz_server.authn.jwks import KeySource
+from authz_server.authn.token import (
+    Jwt,
+    check_audience,
+    check_time,
+    parse,
+)
+from authz_server.authn.verify import verify_signature
+from authz_server.config.model import JwtRule
+from authz_server.decision import HeaderChanges, Identity
+from authz_server.errors import (
+    AmbiguousTokens,
+    AuthzError,
+    IssuerNotConfigured,
+    TokenTooLarge,
+)
+from authz_server.request import Request
+
+DEFAULT_SPACE_DELIMITED = ("scope", "permission")
+MAX_TOKEN_BYTES = 64 * 1024
+MAX_CLAIM_HEADER_BYTES = 8 * 1024
+UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+VERIFIED_CACHE_SIZE = 100_000
+VERIFIED_CACHE_SECONDS = 300.0
+
+
+@dataclass(frozen=True, eq=False)
+class Provider:
+    """One jwtRule, compiled: where its tokens are and how they verify."""
+
+    name: str
+    rule: JwtRule
+    locations: tuple[Location, ...]
+    audiences: frozenset[str]
+    space_delimited: frozenset[str]
+    keys: KeySource
+
+    @property
+    def owned_headers(self) -> tuple[str, ...]:
+        names = [self.rule.output_payload_to_header]
+        names += [entry.header for entry in self.rule.output_claim_to_headers]
+        return tuple(name for name in names if name)
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """The outcome of a successful authentication step."""
+
+    identity: Identity | None
+    headers: HeaderChanges
+    token_present: bool = False
+
+
+@dataclass(frozen=True)
+class _Found:
+    token: str
+    locations: tuple[Location, ...]
+
+
+class Authenticator:
+    """Verifies requests against a list of providers (one config generation)."""
+
+    def __init__(self, max_token_bytes: int = MAX_TOKEN_BYTES) -> None:
+        self.max_token_bytes = max_token_bytes
+        self._verified: TTLCache[tuple[str, str], int] = TTLCache(
+            maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_SECONDS
+        )
+
+    def authenticate(
+        self, providers: Sequence[Provider], request: Request, now: float
+    ) -> Authentication:
+        """Return the caller's identity (or none); raise Denied on a bad token."""
+        owned = _owned_headers(providers, request)
+        if _is_cors_preflight(request):
+            return Authentication(None, HeaderChanges(remove=owned))
+
+        found = [_find(provider, request) for provider in providers]
+        tokens = {item.token for item in found if item is not None}
+        if not tokens:
+            return Authentication(None, HeaderChanges(remove=owned))
+        if len(tokens) > 1:
+            raise AmbiguousTokens()
+        token = tokens.pop()
+        if len(token) > self.max_token_bytes:
+            raise TokenTooLarge()
+
+        jwt = parse(token)
+        errors: list[AuthzError] = []
+        for provider, item in zip(providers, found, strict=True):
+            if item is None:
+                continue
+            try:
+                identity = self._verify(provider, jwt, now)
+            except AuthzError as err:
+                errors.append(err)
+                continue
+            changes = _header_changes(provider, jwt, item.locations, owned)
+            return Authentication(identity, changes, token_present=True)
+        raise _reported_error(errors)
+
+    def _verify(self, provider: Provider, jwt: Jwt, now: float) -> Identity:
+        if provider.rule.issuer and jwt.issuer != provider.rule.issuer:
+            raise IssuerNotConfigured()
+        check_time(jwt, now)
+        check_audience(jwt, provider.audiences)
+
+        cache_key = (provider.name, jwt.raw)
+        cached_version = self._verified.get(cache_key)
+        if cached_version is None or cached_version != _current_version(provider):
+            self._verified[cache_key] = verify_signature(jwt, provider.keys).version
+        return _identity(provider, jwt)
+
+
+def _current_version(provider: Provider) -> int | None:
+    try:
+        return provider.keys.keys().version
+    except AuthzError:
+        return None
+
+
+def _reported_error(errors: list[AuthzError]) -> AuthzError:
+    real = [err for err in errors if not isinstance(err, IssuerNotConfigured)]
+    if errors and errors[0] in real:
+        return errors[0]
+    return real[-1] if real else IssuerNotConfigured()
+
+
+def _is_cors_preflight(request: Request) -> bool:
+    return (
+        request.method == "OPTIONS"
+        and bool(request.header("origin"))
+        and bool(request.header("access-control-request-method"))
+    )
+
+
+def _find(provider: Provider, request: Request) -> _Found | None:
+    tokens: dict[str, list[Location]] = {}
+    params: dict[str, str] | None = None
+    jar: dict[str, str] | None = None
+    for location in provider.locations:
+        token: str | None = None
+        if location.kind == "header":
+            value = request.header(location.name)
+            token = None if value is None else from_header(value, location.prefix)
+        elif location.kind == "param":
+            params = query_params(request.query) if params is None else params
+            token = params.get(location.name)
+        else:
+            jar = cookies(request.header("cookie") or "") if jar is None else jar
+            token = jar.get(location.name)
+        if token:
+            tokens.setdefault(token, []).append(location)
+
+    if not tokens:
+        return None
+    if len(tokens) > 1:
+        raise AmbiguousTokens()
+    token, locations = tokens.popitem()
+    return _Found(token, tuple(locations))
+
+
+def _owned_headers(providers: Sequence[Provider], request: Request) -> tuple[str, ...]:
+    """Headers only we may set: every rule's outputs, and client look-alikes of them."""
+    owned = {name for provider in providers for name in provider.owned_headers}
+    look_alikes = {
+        name
+        for name in request.headers
+        if name not in owned and name.replace("_", "-") in owned
+    }
+    return tuple(sorted(owned | look_alikes))
+
+
+def _identity(provider: Provider, jwt: Jwt) -> Identity:
+    claims = dict(jwt.payload)
+    for name in provider.space_delimited:
+        value = claims.get(name)
+        if isinstance(value, str):
+            claims[name] = [part for part in value.split(" ") if part]
+    subject = jwt.payload.get("sub", "")
+    return Identity(jwt.issuer or "", subject, claims, provider.name)
+
+
+def _header_changes(
+    provider: Provider,
+    jwt: Jwt,
+    locations: tuple[Location, ...],
+    owned: tuple[str, ...],
+) -> HeaderChanges:
+    rule = provider.rule
+    to_set: dict[str, str] = {}
+    if rule.output_payload_to_header:
+        to_set[rule.output_payload_to_header] = jwt.payload_segment
+    for entry in rule.output_claim_to_headers:
+        value = claim_header_value(jwt.payload, entry.claim)
+        if value is not None:
+            to_set[entry.header] = value
+
+    remove = [name for name in owned if name not in to_set]
+    params: list[str] = []
+    if not rule.forward_original_token:
+        remove += [loc.name for loc in locations if loc.kind == "header"]
+        params += [loc.name for loc in locations if loc.kind == "param"]
+    return HeaderChanges(
+        tuple(to_set.items()), tuple(dict.fromkeys(remove)), tuple(params)
+    )
+
+
+def claim_header_value(payload: dict[str, Any], claim: str) -> str | None:
+    """A claim as Envoy writes it into a header, or None when it is not written.
+
+    The claim name is a ``.``-separated path into nested objects. Strings go as they
+    are, booleans as ``true``/``false``, whole numbers in [0, 2^64) as integers and
+    other numbers with six decimals. Objects, lists, null, empty strings, and values
+    that are too long or hold control characters are not written.
+    """
+    value: Any = payload
+    for part in claim.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+
+    text = _header_text(value)
+    if not text or len(text) > MAX_CLAIM_HEADER_BYTES:
+        return None
+    return None if UNSAFE_HEADER_CHARS.search(text) else text
+
+
+def _header_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        if float(value).is_integer() and 0 <= value < 2**64:
+            return str(int(value))
+        return f"{float(value):f}"
+    return None

@@ -1,0 +1,1 @@
+"""Authorization: Istio AuthorizationPolicy compiled into matchers and evaluated."""

@@ -1,0 +1,84 @@
+"""Request paths as policies see them.
+
+Envoy normalises ``:path`` before ext_authz runs (Istio's default ``BASE``: resolve
+dot segments, ``\\`` to ``/``, decode unreserved percent-escapes). We apply the same
+normalisation again, which changes nothing when Envoy already did it and protects
+deployments where it did not. Paths that cannot be interpreted safely (a NUL or
+control character, malformed percent-escapes, non-ASCII bytes) are rejected.
+
+Backends often map other shapes onto the same resource: ``%2F`` decoded to ``/``,
+``;parameters`` dropped (``/a/..;/b``), repeated slashes merged, a trailing slash
+ignored. So a path has stricter views too, and the policy's action decides how they
+count (fail closed either way):
+
+* a DENY (or AUDIT) rule matches when the base view *or* the decoded, merged view
+  matches, so ``//admin`` or ``/admin%2Fx`` cannot slip past ``/admin*``;
+* an ALLOW rule matches only when the base view *and* the decoded view (slashes not
+  merged) match, so ``/public/..%2Fadmin`` is not allowed by ``/public/*``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from authz_server.errors import PathRejected
+
+UNRESERVED = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
+ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\U0010ffff]|%00")
+ESCAPED_SLASH = re.compile(r"%(2[fF]|5[cC])")
+
+
+def normalise(path: str) -> str:
+    """Istio's ``BASE`` normalisation; raise PathRejected when that is not safe."""
+    if not path.startswith("/") or FORBIDDEN.search(path) or ESCAPE.search(path):
+        raise PathRejected()
+    decoded = UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), path)
+    return _remove_dot_segments(decoded.replace("\\", "/"))
+
+
+@dataclass(frozen=True)
+class PathViews:
+    """The views of one path: DENY rules match any of ``deny``, ALLOW rules need
+    every one of ``allow``."""
+
+    deny: tuple[str, ...]
+    allow: tuple[str, ...]
+
+
+def views(path: str) -> PathViews:
+    """The views of ``path`` that policies are evaluated against."""
+    base = normalise(path)
+    decoded = [
+        segment.partition(";")[0] for segment in _decode_slashes(base).split("/")
+    ]
+    unmerged = _remove_dot_segments("/".join(decoded))
+    merged = _remove_dot_segments("/" + "/".join(s for s in decoded if s))
+    return PathViews(_distinct(base, merged), _distinct(base, unmerged))
+
+
+def _decode_slashes(path: str) -> str:
+    return ESCAPED_SLASH.sub("/", path).replace("\\", "/")
+
+
+def _distinct(base: str, other: str) -> tuple[str, ...]:
+    return (base,) if other == base else (base, other)
+
+
+def _remove_dot_segments(path: str) -> str:
+    output: list[str] = []
+    segments = path.split("/")[1:]
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == ".":
+            if last:
+                output.append("")
+        elif segment == "..":
+            if output:
+                output.pop()
+            if last:
+                output.append("")
+        else:
+            output.append(segment)
+    return "/" + "/".join(output)

@@ -1,0 +1,91 @@
+"""One decision: attributes, authenticate, authorize, in that order.
+
+Both protocol adapters and ``authz-server explain`` call :func:`decide`; nothing
+else decides. Every error becomes a deny: the ones we raise on purpose carry their
+reason and status, anything unexpected is an ``internal_error`` 403.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from authz_server.authz.evaluate import evaluate
+from authz_server.authz.paths import views
+from authz_server.authz.policy import Context
+from authz_server.decision import Decision, HeaderChanges, PolicyMatch
+from authz_server.errors import AuthzError, InternalFault, PolicyDenied
+from authz_server.request import Request
+from authz_server.snapshot import Snapshot
+
+logger = logging.getLogger(__name__)
+
+
+def decide(snapshot: Snapshot, request: Request, now: float | None = None) -> Decision:
+    """Decide ``request`` under ``snapshot``; never raises."""
+    now = time.time() if now is None else now
+    try:
+        return _decide(snapshot, request, now)
+    except AuthzError as err:
+        return denied(err)
+    except Exception:
+        logger.exception(
+            "unexpected error while deciding", extra={"id": request.request_id}
+        )
+        return denied(InternalFault())
+
+
+def _decide(snapshot: Snapshot, request: Request, now: float) -> Decision:
+    paths = views(request.path)
+    scope = snapshot.scope(request)
+    authn = snapshot.authenticator.authenticate(scope.providers, request, now)
+
+    context = Context(request, authn.identity, paths, remote_ip(request, snapshot))
+    try:
+        verdict = evaluate(scope.policies, context)
+    except PolicyDenied as err:
+        return denied(err, token_present=authn.token_present)
+
+    return Decision(
+        allowed=True,
+        status=200,
+        reason="allowed",
+        identity=authn.identity,
+        headers=authn.headers,
+        policy=verdict.allowed_by,
+        dry_run=verdict.dry_run,
+        audit=verdict.audit,
+        token_present=authn.token_present,
+    )
+
+
+def denied(error: AuthzError, *, token_present: bool = True) -> Decision:
+    """The deny decision for ``error``."""
+    policy = None
+    dry_run: tuple[PolicyMatch, ...] = ()
+    audit: tuple[PolicyMatch, ...] = ()
+    if isinstance(error, PolicyDenied):
+        if error.policy is not None and error.rule is not None:
+            policy = PolicyMatch(error.policy, error.rule, "DENY")
+        dry_run, audit = error.dry_run, error.audit
+    return Decision(
+        allowed=False,
+        status=error.status,
+        reason=error.reason,
+        message=error.message,
+        headers=HeaderChanges(),
+        policy=policy,
+        dry_run=dry_run,
+        audit=audit,
+        token_present=token_present,
+    )
+
+
+def remote_ip(request: Request, snapshot: Snapshot) -> str:
+    """The client address: the peer, or the trusted ``x-forwarded-for`` entry."""
+    hops = snapshot.settings.trusted_proxies
+    forwarded = request.header("x-forwarded-for")
+    if hops <= 0 or not forwarded:
+        return request.source_ip
+    entries = [entry.strip() for entry in forwarded.split(",")]
+    return entries[-hops] if len(entries) >= hops else request.source_ip

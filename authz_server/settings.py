@@ -1,0 +1,26 @@
+"""Server settings: defaults in one place, with the unit in each name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_GRPC_LISTEN = "127.0.0.1:9001"
+DEFAULT_ROOT_NAMESPACE = "istio-system"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the server runs; everything about *what* it decides lives in config files.
+
+    ``trusted_proxies`` is the number of proxies in front of Envoy whose
+    ``x-forwarded-for`` entries are trusted for ``remote.ip`` / ``remoteIpBlocks``
+    (Istio's ``numTrustedProxies``); with 0 the remote address is the peer address.
+    """
+
+    grpc_listen: str = DEFAULT_GRPC_LISTEN
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    trusted_proxies: int = 0
+    max_token_bytes: int = 64 * 1024
+    jwks_refresh_seconds: float = 20 * 60
+    jwks_miss_interval_seconds: float = 30.0
+    grace_seconds: float = 5.0
