@@ -59,7 +59,7 @@ def _template_regex(template: str, field: str) -> str:
     parts = []
     seen_any = False
     for segment in template[1:].split("/"):
-        if seen_any:
+        if seen_any and segment in ("{*}", "{**}"):
             raise FieldError(field, "'{**}' must be the last operator of a template")
         if segment == "{*}":
             parts.append(SEGMENT)

@@ -48,23 +48,21 @@ RULE_FIELDS = frozenset(
         "spaceDelimitedClaims",
     }
 )
-SOURCE_FIELDS = frozenset(
-    prefix + name
-    for name in (
-        "principals",
-        "requestPrincipals",
-        "namespaces",
-        "ipBlocks",
-        "remoteIpBlocks",
-        "serviceAccounts",
-    )
-    for prefix in ("", "not")
+
+
+def _with_negations(*names: str) -> frozenset[str]:
+    return frozenset(names) | {"not" + name[0].upper() + name[1:] for name in names}
+
+
+SOURCE_FIELDS = _with_negations(
+    "principals",
+    "requestPrincipals",
+    "namespaces",
+    "ipBlocks",
+    "remoteIpBlocks",
+    "serviceAccounts",
 )
-OPERATION_FIELDS = frozenset(
-    prefix + name
-    for name in ("hosts", "ports", "methods", "paths")
-    for prefix in ("", "not")
-)
+OPERATION_FIELDS = _with_negations("hosts", "ports", "methods", "paths")
 HEADER_NAME = re.compile(r"^[-_A-Za-z0-9]+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 DURATION_UNITS = {
