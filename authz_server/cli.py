@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,12 @@ from authz_server.explain import explain, render
 from authz_server.observe import configure_logging
 from authz_server.request import Request
 from authz_server.server import Server
-from authz_server.settings import DEFAULT_GRPC_LISTEN, DEFAULT_ROOT_NAMESPACE, Settings
+from authz_server.settings import (
+    DEFAULT_ADMIN_LISTEN,
+    DEFAULT_GRPC_LISTEN,
+    DEFAULT_ROOT_NAMESPACE,
+    Settings,
+)
 
 
 def _env(name: str, default: str) -> str:
@@ -60,7 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("AUTHZ_GRPC_LISTEN", DEFAULT_GRPC_LISTEN),
         help="HOST:PORT for gRPC (env AUTHZ_GRPC_LISTEN; default %(default)s)",
     )
+    serve.add_argument(
+        "--admin-listen",
+        default=_env("AUTHZ_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN),
+        help="HOST:PORT for /healthz, /readyz, /metrics, /debug/keys; empty to "
+        "disable (env AUTHZ_ADMIN_LISTEN; default %(default)s)",
+    )
     _add_settings(serve)
+    _add_key_settings(serve)
 
     check = commands.add_parser("check", help="validate config files and exit")
     _add_config(check)
@@ -122,6 +135,49 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_key_settings(parser: argparse.ArgumentParser) -> None:
+    options = [
+        (
+            "--jwks-refresh",
+            "AUTHZ_JWKS_REFRESH_SECONDS",
+            "1200",
+            "JWKS refresh interval",
+        ),
+        (
+            "--jwks-miss-interval",
+            "AUTHZ_JWKS_MISS_INTERVAL_SECONDS",
+            "30",
+            "least time between refetches after an unknown kid, per URL",
+        ),
+        (
+            "--jwks-max-stale",
+            "AUTHZ_JWKS_MAX_STALE_SECONDS",
+            "86400",
+            "oldest key set still used when refreshes fail",
+        ),
+        (
+            "--startup-deadline",
+            "AUTHZ_STARTUP_DEADLINE_SECONDS",
+            "30",
+            "longest wait for every JWKS before reporting ready anyway",
+        ),
+    ]
+    for flag, env, default, text in options:
+        parser.add_argument(
+            flag,
+            type=float,
+            default=float(_env(env, default)),
+            metavar="SECONDS",
+            help=f"{text} (env {env}; default %(default)s)",
+        )
+    parser.add_argument(
+        "--jwks-ca-file",
+        default=os.environ.get("AUTHZ_JWKS_CA_FILE"),
+        help="CA bundle for https JWKS URLs (env AUTHZ_JWKS_CA_FILE; default: "
+        "the system store)",
+    )
+
+
 def _add_token_commands(commands: Any) -> None:
     token = commands.add_parser("token", help="development keys and tokens")
     actions = token.add_subparsers(dest="action", required=True)
@@ -148,13 +204,21 @@ def _add_token_commands(commands: Any) -> None:
     )
 
 
-def _settings(
-    args: argparse.Namespace, grpc_listen: str = DEFAULT_GRPC_LISTEN
-) -> Settings:
-    return Settings(
-        grpc_listen=grpc_listen,
-        root_namespace=args.root_namespace,
-        trusted_proxies=args.trusted_proxies,
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings(
+        root_namespace=args.root_namespace, trusted_proxies=args.trusted_proxies
+    )
+    if args.command != "serve":
+        return settings
+    return replace(
+        settings,
+        grpc_listen=args.grpc_listen,
+        admin_listen=args.admin_listen,
+        jwks_refresh_seconds=args.jwks_refresh,
+        jwks_miss_interval_seconds=args.jwks_miss_interval,
+        jwks_max_stale_seconds=args.jwks_max_stale,
+        jwks_ca_file=args.jwks_ca_file,
+        startup_deadline_seconds=args.startup_deadline,
     )
 
 
@@ -173,10 +237,10 @@ def _print_problems(err: ConfigError) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     paths = _config_paths(args)
-    server = Server(args.grpc_listen, _settings(args, args.grpc_listen))
+    server = Server(settings=_settings(args))
     try:
         server.load(paths)
-        server.start()
+        server.start(watch=True)
     except ConfigError as err:
         _print_problems(err)
         return 2
@@ -187,18 +251,11 @@ def run_serve(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    signal.signal(signal.SIGHUP, lambda *_: _reload(server, paths))
+    signal.signal(signal.SIGHUP, lambda *_: server.reload())
     while not stopping.wait(1.0):
         pass
     server.stop()
     return 0
-
-
-def _reload(server: Server, paths: list[str]) -> None:
-    try:
-        server.load(paths)
-    except ConfigError as err:
-        _print_problems(err)
 
 
 def run_check(args: argparse.Namespace) -> int:

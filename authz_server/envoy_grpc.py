@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,9 +27,8 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from authz_server import observe
 from authz_server.decision import Decision
-from authz_server.errors import InternalFault
+from authz_server.errors import InternalFault, NotReady
 from authz_server.pipeline import decide, denied
 from authz_server.request import Request
 from authz_server.snapshot import Snapshot
@@ -64,7 +64,7 @@ def to_request(check: external_auth_pb2.CheckRequest) -> Request:
         destination_principal=attributes.destination.principal,
         context=dict(attributes.context_extensions),
         sni=attributes.tls_session.sni,
-        request_id=http.id,
+        request_id=http.id or uuid.uuid4().hex,
     )
 
 
@@ -98,7 +98,7 @@ def to_response(
             code=GRPC_CODE_BY_STATUS.get(decision.status, code_pb2.PERMISSION_DENIED)
         )
     )
-    response.dynamic_metadata.CopyFrom(_metadata(decision))
+    response.dynamic_metadata.CopyFrom(_metadata(decision, request.request_id))
     if decision.allowed:
         _allow(response.ok_response, decision)
     else:
@@ -126,7 +126,11 @@ def _deny(
     denied_response.status.code = http_status_pb2.StatusCode.Value(
         _status_name(decision.status)
     )
-    headers = [("content-type", "text/plain"), ("x-authz-reason", decision.reason)]
+    headers = [
+        ("content-type", "text/plain"),
+        ("x-authz-reason", decision.reason),
+        ("x-authz-decision-id", request.request_id),
+    ]
     if decision.status == 401:
         headers.append(("www-authenticate", challenge(request)))
     for name, value in headers:
@@ -157,9 +161,12 @@ def challenge(request: Request) -> str:
     return f'Bearer realm="{safe}", error="invalid_token"'
 
 
-def _metadata(decision: Decision) -> struct_pb2.Struct:
-    fields: dict[str, Any] = {"decision": "allow" if decision.allowed else "deny"}
-    fields["reason"] = decision.reason
+def _metadata(decision: Decision, decision_id: str) -> struct_pb2.Struct:
+    fields: dict[str, Any] = {
+        "decision_id": decision_id,
+        "decision": "allow" if decision.allowed else "deny",
+        "reason": decision.reason,
+    }
     if decision.identity is not None:
         fields["principal"] = decision.identity.principal
         fields["claims"] = dict(decision.identity.claims)
@@ -173,7 +180,7 @@ def _metadata(decision: Decision) -> struct_pb2.Struct:
     metadata = struct_pb2.Struct()
     try:
         metadata.update({METADATA_NAMESPACE: fields})
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         fields.pop("claims", None)
         metadata.update({METADATA_NAMESPACE: fields})
     return metadata
@@ -183,30 +190,33 @@ def _match(found: Any) -> dict[str, Any]:
     return {"policy": found.policy, "rule": found.rule, "action": found.action}
 
 
+OnDecision = Callable[[Request, Decision, float], None]
+
+
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     """The ``envoy.service.auth.v3.Authorization`` service."""
 
-    def __init__(self, current: Callable[[], Snapshot | None]) -> None:
+    def __init__(
+        self, current: Callable[[], Snapshot | None], on_decision: OnDecision
+    ) -> None:
         self._current = current
+        self._on_decision = on_decision
 
     def Check(  # noqa: N802 - the gRPC method name
         self, check: external_auth_pb2.CheckRequest, context: grpc.ServicerContext
     ) -> external_auth_pb2.CheckResponse:
         started = time.perf_counter()
-        request = Request(method="", host="", raw_path="/")
+        request = Request(method="", host="", raw_path="/", request_id=uuid.uuid4().hex)
         try:
             request = to_request(check)
             snapshot = self._current()
-            if snapshot is None:
-                from authz_server.errors import NotReady
-
-                decision = denied(NotReady())
-            else:
-                decision = decide(snapshot, request)
+            decision = (
+                denied(NotReady()) if snapshot is None else decide(snapshot, request)
+            )
             response = to_response(decision, request)
         except Exception:
             logger.exception("cannot answer a check")
             decision = denied(InternalFault())
             response = to_response(decision, request)
-        observe.log_decision(request, decision, time.perf_counter() - started)
+        self._on_decision(request, decision, time.perf_counter() - started)
         return response

@@ -1,35 +1,53 @@
 """The server's lifecycle: listeners, health, config generations, shutdown.
 
 :class:`Server` owns the gRPC listener (ext_authz + standard health service), the
-key registry and the current :class:`~authz_server.Snapshot`. Loading a
-config builds and validates a whole new snapshot first, fetches keys for URLs it has
-not seen, and only then swaps it in; a bad config leaves the current one serving.
+admin listener, the key registry and the current
+:class:`~authz_server.snapshot.Snapshot`. Loading a config builds and validates a
+whole new snapshot first, fetches keys for URLs it has not seen, and only then swaps
+it in; a bad config leaves the current one serving. Checks in flight keep the
+snapshot they started with.
+
+Ready (gRPC health SERVING, ``/readyz`` 200) means: a config is loaded, every
+remote key set it names has loaded once (or the start-up deadline has passed, after
+which tokens for a missing key set are denied), and the server is not shutting down.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from authz_server import config
-from authz_server.authn.jwks import KeyRegistry, RemoteKeys
+from authz_server import config, observe
+from authz_server.admin import AdminListener
+from authz_server.authn.authenticate import CacheStats
+from authz_server.authn.jwks import Fetcher, InlineKeys, KeyRegistry, RemoteKeys
+from authz_server.authn.keys import KeySet
+from authz_server.decision import Decision
 from authz_server.envoy_grpc import AuthorizationServicer
+from authz_server.errors import ConfigError
+from authz_server.metrics import Metrics
+from authz_server.request import Request
 from authz_server.settings import Settings
 from authz_server.snapshot import Snapshot, build
+from authz_server.watch import ConfigWatcher
 
 logger = logging.getLogger(__name__)
 
 AUTHZ_SERVICE = "envoy.service.auth.v3.Authorization"
 WORKERS = 16
+HEALTH_TICK_SECONDS = 0.5
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Server:
-    """authz-server: load config, serve Check, report health."""
+    """authz-server: load config, serve Check, report health and metrics."""
 
     def __init__(
         self, grpc_listen: str | None = None, settings: Settings | None = None
@@ -37,14 +55,24 @@ class Server:
         self.settings = settings or Settings()
         self.grpc_listen = grpc_listen or self.settings.grpc_listen
         self.registry = KeyRegistry(
+            Fetcher(self.settings.jwks_ca_file),
             refresh_seconds=self.settings.jwks_refresh_seconds,
             miss_interval=self.settings.jwks_miss_interval_seconds,
+            max_stale_seconds=self.settings.jwks_max_stale_seconds,
         )
+        self.cache_stats = CacheStats()
+        self.metrics = Metrics(self.registry.sources, self.cache_stats)
         self.health = health.HealthServicer()
         self._snapshot: Snapshot | None = None
+        self._paths: list[str] = []
         self._load_lock = threading.Lock()
+        self._started_at = time.monotonic()
+        self._stopping = threading.Event()
         self._grpc: grpc.Server | None = None
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._admin: AdminListener | None = None
+        self._watcher: ConfigWatcher | None = None
+        self.admin_port: int | None = None
+        self._publish_health()
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -54,12 +82,24 @@ class Server:
     def load(self, paths: list[str]) -> Snapshot:
         """Load ``paths`` as the new config; raise ConfigError and keep the old one."""
         with self._load_lock:
-            new = build(config.load(paths), self.registry, self.settings)
+            try:
+                new = build(
+                    config.load(paths), self.registry, self.settings, self.cache_stats
+                )
+            except ConfigError as err:
+                self.metrics.reloaded(False)
+                logger.error(
+                    "config rejected; the previous config keeps serving",
+                    extra={"problems": [str(p) for p in err.problems]},
+                )
+                raise
             self.registry.fetch_missing()
             self.registry.retain(
                 {s for s in new.key_sources if isinstance(s, RemoteKeys)}
             )
             self._snapshot = new
+            self._paths = list(paths)
+        self.metrics.reloaded(True, new.generation)
         logger.info(
             "config loaded",
             extra={
@@ -69,40 +109,96 @@ class Server:
                 "policies": len(new.policies),
             },
         )
-        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._publish_health()
         return new
 
-    def start(self) -> int:
-        """Bind the gRPC listener and start serving; return the bound port."""
+    def reload(self) -> bool:
+        """Load the same paths again (SIGHUP, file change); False if rejected."""
+        try:
+            self.load(self._paths)
+        except ConfigError:
+            return False
+        return True
+
+    def ready(self) -> bool:
+        """Whether checks can be answered as configured (see the module docstring)."""
+        current = self._snapshot
+        if current is None or self._stopping.is_set():
+            return False
+        deadline_passed = (
+            time.monotonic() - self._started_at > self.settings.startup_deadline_seconds
+        )
+        remote = [s for s in current.key_sources if isinstance(s, RemoteKeys)]
+        return deadline_passed or all(s.fetched_at is not None for s in remote)
+
+    def start(self, *, watch: bool = False) -> int:
+        """Bind the listeners and start serving; return the bound gRPC port."""
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS))
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-            AuthorizationServicer(lambda: self._snapshot), server
+            AuthorizationServicer(lambda: self._snapshot, self._decided), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         port = server.add_insecure_port(self.grpc_listen)
         if port == 0:
             raise OSError(f"cannot listen on {self.grpc_listen}")
         server.start()
-        self.registry.start()
         self._grpc = server
+
+        if self.settings.admin_listen:
+            self._admin = AdminListener(
+                self.settings.admin_listen,
+                ready=self.ready,
+                metrics=self.metrics,
+                key_sources=self.registry.sources,
+                inline_keys=self._inline_keys,
+            )
+            self.admin_port = self._admin.start()
+        self.registry.start()
+        threading.Thread(target=self._health_loop, name="health", daemon=True).start()
+        if watch and self._paths:
+            self._watcher = ConfigWatcher(
+                self._paths, self.reload, self.settings.watch_interval_seconds
+            )
+            self._watcher.start()
         logger.info("serving", extra={"grpc_listen": self.grpc_listen, "port": port})
         return port
 
     def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, let in-flight checks finish, then stop."""
+        self._stopping.set()
         self.health.enter_graceful_shutdown()
+        if self._watcher is not None:
+            self._watcher.stop()
         if self._grpc is not None:
             self._grpc.stop(
                 self.settings.grace_seconds if grace is None else grace
             ).wait()
             self._grpc = None
+        if self._admin is not None:
+            self._admin.stop()
         self.registry.stop()
 
-    def wait(self) -> None:
-        """Block until the gRPC server stops."""
-        if self._grpc is not None:
-            self._grpc.wait_for_termination()
+    def _decided(self, request: Request, decision: Decision, seconds: float) -> None:
+        self.metrics.decided(decision, seconds)
+        observe.log_decision(request, decision, seconds)
 
-    def _set_health(self, status: int) -> None:
+    def _inline_keys(self) -> list[tuple[str, KeySet]]:
+        current = self._snapshot
+        if current is None:
+            return []
+        return [
+            (provider.name, provider.keys.key_set)
+            for _, provider in current.providers
+            if isinstance(provider.keys, InlineKeys)
+        ]
+
+    def _health_loop(self) -> None:
+        while not self._stopping.wait(HEALTH_TICK_SECONDS):
+            self._publish_health()
+
+    def _publish_health(self) -> None:
+        if self._stopping.is_set():
+            return
+        status = SERVING if self.ready() else NOT_SERVING
         for service in ("", AUTHZ_SERVICE):
             self.health.set(service, status)

@@ -25,6 +25,7 @@ from cachetools import LRUCache
 from authz_server.authn.authenticate import (
     DEFAULT_SPACE_DELIMITED,
     Authenticator,
+    CacheStats,
     Provider,
 )
 from authz_server.authn.extract import locations_for
@@ -117,7 +118,12 @@ def _selected(labels: dict[str, str] | None, context: Mapping[str, str]) -> bool
     return all(context.get(key) == value for key, value in labels.items())
 
 
-def build(config: Config, registry: KeyRegistry, settings: Settings) -> Snapshot:
+def build(
+    config: Config,
+    registry: KeyRegistry,
+    settings: Settings,
+    stats: CacheStats | None = None,
+) -> Snapshot:
     """Compile ``config``; raise ConfigError listing every value we cannot use."""
     problems: list[ConfigProblem] = []
     providers = _providers(config, registry, problems)
@@ -130,7 +136,7 @@ def build(config: Config, registry: KeyRegistry, settings: Settings) -> Snapshot
     if problems:
         raise ConfigError(problems)
 
-    authenticator = Authenticator(max_token_bytes=settings.max_token_bytes)
+    authenticator = Authenticator(settings.max_token_bytes, stats)
     return Snapshot(config, settings, tuple(providers), tuple(policies), authenticator)
 
 

@@ -79,6 +79,14 @@ class Authentication:
     token_present: bool = False
 
 
+@dataclass
+class CacheStats:
+    """Verified-token cache counters, shared across config generations."""
+
+    hits: int = 0
+    misses: int = 0
+
+
 @dataclass(frozen=True)
 class _Found:
     token: str
@@ -88,8 +96,11 @@ class _Found:
 class Authenticator:
     """Verifies requests against a list of providers (one config generation)."""
 
-    def __init__(self, max_token_bytes: int = MAX_TOKEN_BYTES) -> None:
+    def __init__(
+        self, max_token_bytes: int = MAX_TOKEN_BYTES, stats: CacheStats | None = None
+    ) -> None:
         self.max_token_bytes = max_token_bytes
+        self.stats = stats or CacheStats()
         self._verified: TTLCache[tuple[str, str], int] = TTLCache(
             maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_SECONDS
         )
@@ -135,7 +146,10 @@ class Authenticator:
         cache_key = (provider.name, jwt.raw)
         cached_version = self._verified.get(cache_key)
         if cached_version is None or cached_version != _current_version(provider):
+            self.stats.misses += 1
             self._verified[cache_key] = verify_signature(jwt, provider.keys).version
+        else:
+            self.stats.hits += 1
         return _identity(provider, jwt)
 
 

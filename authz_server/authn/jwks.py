@@ -1,9 +1,23 @@
 """Where key sets come from: inline config, or a JWKS URL fetched and refreshed.
 
 A :class:`RemoteKeys` is shared by every rule that names the same URL and outlives
-config reloads, so unchanged URLs are not refetched. The request path never waits on
-the network, with one exception: a token whose ``kid`` no key matches triggers one
-refetch, single-flight and at most once per ``miss_interval`` per URL.
+config reloads, so unchanged URLs are not refetched. Its life:
+
+* fetched at start-up (and when a reload first names it);
+* refreshed in the background every ``refresh_seconds`` (20 minutes by default), or
+  sooner or later as the response's ``Cache-Control: max-age`` says, within
+  [1 minute, 24 hours]; a failed fetch is retried with exponential backoff and
+  jitter while the last good keys keep serving;
+* keys older than ``max_stale_seconds`` are not used: tokens for that issuer are
+  denied with ``jwks_unavailable`` until a fetch succeeds;
+* a token whose ``kid`` no key matches triggers one refetch, single-flight (all
+  requests waiting share it) and at most once per ``miss_interval`` per URL, so a
+  flood of invented kids costs one fetch per interval. This is the only time the
+  request path waits on the network.
+
+``file://`` URLs are read from disk and reread when the file changes; that is an
+authz-server extension (Istio accepts only http and https) for JWKS documents
+mounted from a ConfigMap.
 """
 
 from __future__ import annotations
@@ -11,6 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -18,6 +34,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from authz_server.authn.keys import KeySet, KeySetError, parse_key_set
@@ -25,13 +42,26 @@ from authz_server.errors import KeysUnavailable
 
 logger = logging.getLogger(__name__)
 
-Fetch = Callable[[str, float], bytes]
-
 MAX_JWKS_BYTES = 512 * 1024
 DEFAULT_REFRESH_SECONDS = 20 * 60
 DEFAULT_MISS_INTERVAL_SECONDS = 30.0
+DEFAULT_MAX_STALE_SECONDS = 24 * 3600
+MIN_MAX_AGE_SECONDS = 60.0
+MAX_MAX_AGE_SECONDS = 24 * 3600.0
 RETRY_MIN_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
+MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A fetched document and how long its server says it stays fresh."""
+
+    body: bytes
+    max_age: float | None = None
+
+
+Fetch = Callable[[str, float], Fetched]
 
 
 class KeySource(Protocol):
@@ -79,19 +109,64 @@ class _NoCrossHostRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_opener = urllib.request.build_opener(_NoCrossHostRedirects())
+class Fetcher:
+    """HTTP(S) GET with a total deadline, a size cap and certificate checks."""
+
+    def __init__(self, ca_file: str | None = None) -> None:
+        context = ssl.create_default_context(cafile=ca_file)
+        self._opener = urllib.request.build_opener(
+            _NoCrossHostRedirects(), urllib.request.HTTPSHandler(context=context)
+        )
+
+    def __call__(self, url: str, timeout: float) -> Fetched:
+        if url.startswith("file://"):
+            return _read_file(url)
+        deadline = time.monotonic() + timeout
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        with self._opener.open(request, timeout=timeout) as response:
+            if response.status != 200:
+                raise OSError(f"HTTP {response.status}")
+            body = _read_capped(response, deadline)
+            max_age = _max_age(response.headers.get("Cache-Control", ""))
+        return Fetched(body, max_age)
 
 
-def fetch_url(url: str, timeout: float) -> bytes:
-    """GET ``url``; raise OSError unless it answers 200 within the size cap."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with _opener.open(request, timeout=timeout) as response:
-        if response.status != 200:
-            raise OSError(f"HTTP {response.status}")
-        body: bytes = response.read(MAX_JWKS_BYTES + 1)
-    if len(body) > MAX_JWKS_BYTES:
-        raise OSError(f"response larger than {MAX_JWKS_BYTES} bytes")
-    return body
+def _read_capped(response: object, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise OSError("timed out reading the response")
+        chunk: bytes = response.read(65536)  # type: ignore[attr-defined]
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_JWKS_BYTES:
+            raise OSError(f"response larger than {MAX_JWKS_BYTES} bytes")
+        chunks.append(chunk)
+
+
+def _read_file(url: str) -> Fetched:
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+    if path.stat().st_size > MAX_JWKS_BYTES:
+        raise OSError(f"file larger than {MAX_JWKS_BYTES} bytes")
+    return Fetched(path.read_bytes())
+
+
+def _max_age(cache_control: str) -> float | None:
+    found = MAX_AGE.search(cache_control)
+    return float(found.group(1)) if found else None
+
+
+def file_version(url: str) -> tuple[int, int] | None:
+    """The (mtime, size) of a ``file://`` URL's file, or None for other URLs."""
+    if not url.startswith("file://"):
+        return None
+    try:
+        stat = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
 
 
 class RemoteKeys:
@@ -103,32 +178,49 @@ class RemoteKeys:
         *,
         timeout: float,
         discovery: bool = False,
-        fetch: Fetch = fetch_url,
+        fetch: Fetch | None = None,
         clock: Callable[[], float] = time.monotonic,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         miss_interval: float = DEFAULT_MISS_INTERVAL_SECONDS,
+        max_stale_seconds: float = DEFAULT_MAX_STALE_SECONDS,
     ) -> None:
         self.url = url
         self.discovery = discovery
         self.description = ("openid discovery " if discovery else "jwksUri ") + url
         self.timeout = timeout
-        self._fetch = fetch
+        self._fetch = fetch or Fetcher()
         self._clock = clock
         self._refresh_seconds = refresh_seconds
         self._miss_interval = miss_interval
+        self._max_stale = max_stale_seconds
         self._lock = threading.Lock()
         self._current: KeySet | None = None
         self._attempts = 0
         self._failures = 0
         self._last_miss_fetch = -miss_interval
+        self._file_version = file_version(url)
         self.fetched_at: float | None = None
         self.next_refresh = clock()
         self.last_error = ""
+        self.fetch_results: dict[str, int] = {"ok": 0, "error": 0}
+        self.miss_refetches = 0
+
+    @property
+    def current(self) -> KeySet | None:
+        """The last good key set, however old (for /debug and metrics)."""
+        return self._current
+
+    def age(self) -> float | None:
+        """Seconds since the last successful fetch."""
+        return None if self.fetched_at is None else self._clock() - self.fetched_at
 
     def keys(self) -> KeySet:
         current = self._current
         if current is None:
             raise KeysUnavailable()
+        age = self.age()
+        if age is not None and age > self._max_stale:
+            raise KeysUnavailable("Jwks is too old to use and cannot be refreshed")
         return current
 
     def refetch_on_miss(self) -> KeySet | None:
@@ -139,6 +231,7 @@ class RemoteKeys:
             if self._clock() - self._last_miss_fetch < self._miss_interval:
                 return None
             self._last_miss_fetch = self._clock()
+            self.miss_refetches += 1
             self._fetch_locked("unknown kid")
             return self._current
 
@@ -148,29 +241,48 @@ class RemoteKeys:
             self._fetch_locked("refresh")
 
     def due(self) -> bool:
-        return self._clock() >= self.next_refresh
+        """Whether the background refresher should fetch now."""
+        if self._clock() >= self.next_refresh:
+            return True
+        version = file_version(self.url)
+        return version is not None and version != self._file_version
 
     def _fetch_locked(self, why: str) -> None:
         self._attempts += 1
+        version = file_version(self.url)
         try:
-            key_set = parse_key_set(self._download(), allow_symmetric=False)
+            fetched = self._download()
+            key_set = parse_key_set(fetched.body, allow_symmetric=False)
         except (OSError, KeySetError, ValueError) as err:
             self._failed(why, err)
             return
+
         self._current = key_set
         self._failures = 0
+        self._file_version = version
         self.fetched_at = self._clock()
-        self.next_refresh = self.fetched_at + self._refresh_seconds
+        self.next_refresh = self.fetched_at + self._interval(fetched.max_age)
         self.last_error = ""
+        self.fetch_results["ok"] += 1
         logger.info(
             "fetched keys",
-            extra={"jwks": self.description, "keys": len(key_set.keys), "why": why},
+            extra={
+                "jwks": self.description,
+                "keys": len(key_set.keys),
+                "skipped": key_set.skipped,
+                "why": why,
+            },
         )
 
-    def _download(self) -> bytes:
+    def _interval(self, max_age: float | None) -> float:
+        if max_age is None:
+            return self._refresh_seconds
+        return min(max(max_age, MIN_MAX_AGE_SECONDS), MAX_MAX_AGE_SECONDS)
+
+    def _download(self) -> Fetched:
         url = self.url
         if self.discovery:
-            document = json.loads(self._fetch(_discovery_url(url), self.timeout))
+            document = json.loads(self._fetch(_discovery_url(url), self.timeout).body)
             found = document.get("jwks_uri") if isinstance(document, dict) else None
             if not isinstance(found, str) or not found.startswith(
                 ("http://", "https://")
@@ -181,11 +293,12 @@ class RemoteKeys:
 
     def _failed(self, why: str, err: Exception) -> None:
         self._failures += 1
+        self.fetch_results["error"] += 1
         backoff = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2 ** (self._failures - 1))
         self.next_refresh = self._clock() + backoff * random.uniform(0.5, 1.0)
         self.last_error = str(err) or type(err).__name__
         logger.warning(
-            "key fetch failed",
+            "key fetch failed; keeping the last good keys",
             extra={"jwks": self.description, "why": why, "error": self.last_error},
         )
 
@@ -197,8 +310,8 @@ def _discovery_url(issuer: str) -> str:
 class KeyRegistry:
     """All remote key sets of a server, shared across config generations."""
 
-    def __init__(self, fetch: Fetch = fetch_url, **options: float) -> None:
-        self._fetch = fetch
+    def __init__(self, fetch: Fetch | None = None, **options: float) -> None:
+        self._fetch = fetch or Fetcher()
         self._options = options
         self._sources: dict[tuple[str, bool], RemoteKeys] = {}
         self._lock = threading.Lock()

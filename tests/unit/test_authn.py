@@ -20,7 +20,7 @@ from authz_server.authn.authenticate import (
     claim_header_value,
 )
 from authz_server.authn.extract import Location, cookies, from_header, locations_for
-from authz_server.authn.jwks import InlineKeys, RemoteKeys
+from authz_server.authn.jwks import Fetched, InlineKeys, RemoteKeys
 from authz_server.authn.keys import KeySetError, parse_key_set
 from authz_server.config.model import ClaimToHeader, JwtHeader, JwtRule
 from authz_server.errors import (
@@ -297,9 +297,9 @@ def test_kid_miss_refetches_once_per_interval(rsa_key: tokens.PrivateKey) -> Non
     fetched: list[str] = []
     clock = [0.0]
 
-    def fetch(url: str, timeout: float) -> bytes:
+    def fetch(url: str, timeout: float) -> Fetched:
         fetched.append(url)
-        return served[-1].encode()
+        return Fetched(served[-1].encode())
 
     source = RemoteKeys("http://keys", timeout=1, fetch=fetch, clock=lambda: clock[0])
     source.refresh()
@@ -325,10 +325,10 @@ def test_unreachable_keys_deny_and_recover(rsa_key: tokens.PrivateKey) -> None:
     available = [False]
     clock = [0.0]
 
-    def fetch(url: str, timeout: float) -> bytes:
+    def fetch(url: str, timeout: float) -> Fetched:
         if not available[0]:
             raise OSError("connection refused")
-        return key_set_json(tokens.public_jwk(rsa_key, "k1")).encode()
+        return Fetched(key_set_json(tokens.public_jwk(rsa_key, "k1")).encode())
 
     source = RemoteKeys("http://keys", timeout=1, fetch=fetch, clock=lambda: clock[0])
     source.refresh()

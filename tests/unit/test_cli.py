@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -139,8 +140,13 @@ def test_serve_reports_health_and_stops_cleanly_on_sigterm(
 ) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(RA % (keys / "jwks.json").read_text().replace("\n", ""))
-    port = free_port()
-    env = {**os.environ, "AUTHZ_CONFIG": str(path), "AUTHZ_LOG_FORMAT": "json"}
+    port, admin = free_port(), free_port()
+    env = {
+        **os.environ,
+        "AUTHZ_CONFIG": str(path),
+        "AUTHZ_LOG_FORMAT": "json",
+        "AUTHZ_ADMIN_LISTEN": f"127.0.0.1:{admin}",
+    }
     with subprocess.Popen(
         [*COMMAND, "serve", "--grpc-listen", f"127.0.0.1:{port}"],
         env=env,
@@ -154,6 +160,8 @@ def test_serve_reports_health_and_stops_cleanly_on_sigterm(
                 assert process.poll() is None, "server exited early"
                 assert time.monotonic() < deadline, "server did not become SERVING"
                 time.sleep(0.1)
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz") as ready:
+                assert ready.status == 200
             process.send_signal(signal.SIGTERM)
             out, _ = process.communicate(timeout=20)
         finally:
