@@ -13,13 +13,15 @@ DEFAULT_ROOT_NAMESPACE = "istio-system"
 class Settings:
     """How the server runs; everything about *what* it decides lives in config files.
 
+    ``admin_listen`` is off ("") for a server built in code; ``authz-server serve``
+    turns it on at ``DEFAULT_ADMIN_LISTEN`` unless told otherwise.
     ``trusted_proxies`` is the number of proxies in front of Envoy whose
     ``x-forwarded-for`` entries are trusted for ``remote.ip`` / ``remoteIpBlocks``
     (Istio's ``numTrustedProxies``); with 0 the remote address is the peer address.
     """
 
     grpc_listen: str = DEFAULT_GRPC_LISTEN
-    admin_listen: str = DEFAULT_ADMIN_LISTEN
+    admin_listen: str = ""
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trusted_proxies: int = 0
     max_token_bytes: int = 64 * 1024
