@@ -215,25 +215,30 @@ class RemoteKeys:
         return None if self.fetched_at is None else self._clock() - self.fetched_at
 
     def keys(self) -> KeySet:
-        current = self._current
-        if current is None:
+        if self._current is None:
             raise KeysUnavailable()
-        age = self.age()
-        if age is not None and age > self._max_stale:
+        usable = self._usable()
+        if usable is None:
             raise KeysUnavailable("Jwks is too old to use and cannot be refreshed")
-        return current
+        return usable
 
     def refetch_on_miss(self) -> KeySet | None:
         attempts = self._attempts
         with self._lock:
             if self._attempts != attempts:
-                return self._current  # another request fetched while we waited
+                return self._usable()  # another request fetched while we waited
             if self._clock() - self._last_miss_fetch < self._miss_interval:
                 return None
             self._last_miss_fetch = self._clock()
             self.miss_refetches += 1
             self._fetch_locked("unknown kid")
-            return self._current
+            return self._usable()
+
+    def _usable(self) -> KeySet | None:
+        age = self.age()
+        if age is None or age > self._max_stale:
+            return None
+        return self._current
 
     def refresh(self) -> None:
         """Fetch now (start-up and background refresh)."""
@@ -353,7 +358,7 @@ class KeyRegistry:
         with self._lock:
             self._sources = {k: s for k, s in self._sources.items() if s in in_use}
 
-    def start(self, tick_seconds: float = 1.0) -> None:
+    def start(self, tick_seconds: float = 0.5) -> None:
         """Refresh due sources in a background thread until :meth:`stop`."""
         self._thread = threading.Thread(
             target=self._run, args=(tick_seconds,), name="jwks-refresh", daemon=True
