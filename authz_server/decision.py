@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+Trace = list[str]
+"""Steps of one decision in words, collected only for ``authz-server explain``."""
+
 
 @dataclass(frozen=True)
 class Identity:

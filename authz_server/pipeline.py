@@ -13,7 +13,13 @@ import time
 from authz_server.authz.evaluate import evaluate
 from authz_server.authz.paths import views
 from authz_server.authz.policy import Context
-from authz_server.decision import Decision, HeaderChanges, PolicyMatch
+from authz_server.decision import (
+    Decision,
+    HeaderChanges,
+    Identity,
+    PolicyMatch,
+    Trace,
+)
 from authz_server.errors import AuthzError, InternalFault, PolicyDenied
 from authz_server.request import Request
 from authz_server.snapshot import Snapshot
@@ -21,11 +27,17 @@ from authz_server.snapshot import Snapshot
 logger = logging.getLogger(__name__)
 
 
-def decide(snapshot: Snapshot, request: Request, now: float | None = None) -> Decision:
-    """Decide ``request`` under ``snapshot``; never raises."""
+def decide(
+    snapshot: Snapshot,
+    request: Request,
+    now: float | None = None,
+    trace: Trace | None = None,
+) -> Decision:
+    """Decide ``request`` under ``snapshot``; never raises. ``trace`` collects
+    the steps in words when given (``authz-server explain``)."""
     now = time.time() if now is None else now
     try:
-        return _decide(snapshot, request, now)
+        return _decide(snapshot, request, now, trace)
     except AuthzError as err:
         return denied(err)
     except Exception:
@@ -35,16 +47,18 @@ def decide(snapshot: Snapshot, request: Request, now: float | None = None) -> De
         return denied(InternalFault())
 
 
-def _decide(snapshot: Snapshot, request: Request, now: float) -> Decision:
+def _decide(
+    snapshot: Snapshot, request: Request, now: float, trace: Trace | None
+) -> Decision:
     paths = views(request.path)
     scope = snapshot.scope(request)
-    authn = snapshot.authenticator.authenticate(scope.providers, request, now)
+    authn = snapshot.authenticator.authenticate(scope.providers, request, now, trace)
 
     context = Context(request, authn.identity, paths, remote_ip(request, snapshot))
     try:
-        verdict = evaluate(scope.policies, context)
+        verdict = evaluate(scope.policies, context, trace)
     except PolicyDenied as err:
-        return denied(err, token_present=authn.token_present)
+        return denied(err, token_present=authn.token_present, identity=authn.identity)
 
     return Decision(
         allowed=True,
@@ -59,7 +73,9 @@ def _decide(snapshot: Snapshot, request: Request, now: float) -> Decision:
     )
 
 
-def denied(error: AuthzError, *, token_present: bool = True) -> Decision:
+def denied(
+    error: AuthzError, *, token_present: bool = True, identity: Identity | None = None
+) -> Decision:
     """The deny decision for ``error``."""
     policy = None
     dry_run: tuple[PolicyMatch, ...] = ()
@@ -73,6 +89,7 @@ def denied(error: AuthzError, *, token_present: bool = True) -> Decision:
         status=error.status,
         reason=error.reason,
         message=error.message,
+        identity=identity,
         headers=HeaderChanges(),
         policy=policy,
         dry_run=dry_run,

@@ -28,6 +28,7 @@ from authz_server.authn.extract import (
 )
 from authz_server.authn.jwks import KeySource
 from authz_server.authn.token import (
+    CLOCK_SKEW_SECONDS,
     Jwt,
     check_audience,
     check_time,
@@ -35,7 +36,7 @@ from authz_server.authn.token import (
 )
 from authz_server.authn.verify import verify_signature
 from authz_server.config.model import JwtRule
-from authz_server.decision import HeaderChanges, Identity
+from authz_server.decision import HeaderChanges, Identity, Trace
 from authz_server.errors import (
     AmbiguousTokens,
     AuthzError,
@@ -106,16 +107,22 @@ class Authenticator:
         )
 
     def authenticate(
-        self, providers: Sequence[Provider], request: Request, now: float
+        self,
+        providers: Sequence[Provider],
+        request: Request,
+        now: float,
+        trace: Trace | None = None,
     ) -> Authentication:
         """Return the caller's identity (or none); raise Denied on a bad token."""
         owned = _owned_headers(providers, request)
         if _is_cors_preflight(request):
+            _note(trace, "CORS preflight: token checks skipped")
             return Authentication(None, HeaderChanges(remove=owned))
 
         found = [_find(provider, request) for provider in providers]
         tokens = {item.token for item in found if item is not None}
         if not tokens:
+            _note(trace, f"no token found ({len(providers)} jwt rules apply)")
             return Authentication(None, HeaderChanges(remove=owned))
         if len(tokens) > 1:
             raise AmbiguousTokens()
@@ -124,6 +131,7 @@ class Authenticator:
             raise TokenTooLarge()
 
         jwt = parse(token)
+        _note(trace, _describe(jwt, found, now))
         errors: list[AuthzError] = []
         for provider, item in zip(providers, found, strict=True):
             if item is None:
@@ -131,8 +139,10 @@ class Authenticator:
             try:
                 identity = self._verify(provider, jwt, now)
             except AuthzError as err:
+                _note(trace, f"{provider.name}: {err.message}")
                 errors.append(err)
                 continue
+            _note(trace, f"{provider.name}: verified")
             changes = _header_changes(provider, jwt, item.locations, owned)
             return Authentication(identity, changes, token_present=True)
         raise _reported_error(errors)
@@ -151,6 +161,22 @@ class Authenticator:
         else:
             self.stats.hits += 1
         return _identity(provider, jwt)
+
+
+def _note(trace: Trace | None, step: str) -> None:
+    if trace is not None:
+        trace.append(step)
+
+
+def _describe(jwt: Jwt, found: Sequence[_Found | None], now: float) -> str:
+    places = sorted(
+        {f"{loc.kind} {loc.name}" for item in found if item for loc in item.locations}
+    )
+    return (
+        f"token at {', '.join(places)}: alg {jwt.alg}, kid {jwt.kid or '-'}, "
+        f"iss {jwt.issuer}, aud {list(jwt.audiences or [])}, nbf {jwt.not_before}, "
+        f"exp {jwt.expires}, now {int(now)} (clock skew {CLOCK_SKEW_SECONDS}s)"
+    )
 
 
 def _current_version(provider: Provider) -> int | None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from authz_server.authz.policy import CompiledPolicy, Context
-from authz_server.decision import PolicyMatch
+from authz_server.decision import PolicyMatch, Trace
 from authz_server.errors import PolicyDenied
 
 
@@ -29,8 +29,12 @@ class Verdict:
     audit: tuple[PolicyMatch, ...]
 
 
-def evaluate(policies: Sequence[CompiledPolicy], context: Context) -> Verdict:
+def evaluate(
+    policies: Sequence[CompiledPolicy], context: Context, trace: Trace | None = None
+) -> Verdict:
     """Allow (return a Verdict) or raise PolicyDenied naming the deciding rule."""
+    if trace is not None:
+        _explain(policies, context, trace)
     audit = _matches(policies, context, "AUDIT", dry_run=False)
     dry_run = _matches(policies, context, "DENY", dry_run=True)
     dry_run += _matches(policies, context, "ALLOW", dry_run=True)
@@ -49,6 +53,29 @@ def evaluate(policies: Sequence[CompiledPolicy], context: Context) -> Verdict:
         if rule is not None:
             return Verdict(PolicyMatch(policy.id, rule, "ALLOW"), dry_run, audit)
     raise _denied(None, None, dry_run, audit)
+
+
+def _explain(
+    policies: Sequence[CompiledPolicy], context: Context, trace: Trace
+) -> None:
+    if not policies:
+        trace.append("no AuthorizationPolicy applies")
+    for policy in policies:
+        mode = " (dry-run)" if policy.dry_run else ""
+        if not policy.rules:
+            trace.append(
+                f"{policy.action} {policy.id}{mode}: no rules, matches nothing"
+            )
+        for index, rule in enumerate(policy.rules):
+            parts = rule.explain(context)
+            verdict = "matches" if rule(context) else "does not match"
+            detail = "; ".join(
+                f"{label} {'yes' if ok else 'no'}" for label, ok in parts
+            )
+            trace.append(
+                f"{policy.action} {policy.id}{mode} rule {index} {verdict}"
+                + (f": {detail}" if detail else " (empty rule)")
+            )
 
 
 def _matches(

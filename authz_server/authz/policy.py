@@ -50,7 +50,7 @@ class CompiledPolicy:
     dry_run: bool
     namespace: str
     match_labels: dict[str, str] | None
-    rules: tuple[Check, ...]
+    rules: tuple[CompiledRule, ...]
 
     def first_match(self, context: Context) -> int | None:
         """Index of the first rule that matches, or None."""
@@ -75,25 +75,51 @@ def compile_policy(policy: AuthorizationPolicy) -> CompiledPolicy:
     )
 
 
-def _rule(rule: Rule, lean: bool, namespace: str) -> Check:
-    sources = [
-        _clause(clause, f"{rule.field_path}.from[{i}].source", lean, namespace)
-        for i, clause in enumerate(rule.sources)
-    ]
-    operations = [
-        _clause(clause, f"{rule.field_path}.to[{i}].operation", lean, namespace)
-        for i, clause in enumerate(rule.operations)
-    ]
-    conditions = [_condition(c, lean, namespace) for c in rule.conditions]
+@dataclass(frozen=True)
+class Part:
+    """One ``from[]``, ``to[]`` or ``when[]`` entry of a rule, with its field path."""
 
-    def matches(context: Context) -> bool:
+    label: str
+    check: Check
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule: any source, any operation, every condition."""
+
+    sources: tuple[Part, ...]
+    operations: tuple[Part, ...]
+    conditions: tuple[Part, ...]
+
+    def __call__(self, context: Context) -> bool:
         return (
-            (not sources or any(check(context) for check in sources))
-            and (not operations or any(check(context) for check in operations))
-            and all(check(context) for check in conditions)
+            (not self.sources or any(p.check(context) for p in self.sources))
+            and (not self.operations or any(p.check(context) for p in self.operations))
+            and all(p.check(context) for p in self.conditions)
         )
 
-    return matches
+    def explain(self, context: Context) -> list[tuple[str, bool]]:
+        """Each part of the rule and whether it matched (for ``explain``)."""
+        parts = self.sources + self.operations + self.conditions
+        return [(part.label, part.check(context)) for part in parts]
+
+
+def _rule(rule: Rule, lean: bool, namespace: str) -> CompiledRule:
+    sources = [
+        Part(path, _clause(clause, path, lean, namespace))
+        for i, clause in enumerate(rule.sources)
+        for path in [f"{rule.field_path}.from[{i}].source"]
+    ]
+    operations = [
+        Part(path, _clause(clause, path, lean, namespace))
+        for i, clause in enumerate(rule.operations)
+        for path in [f"{rule.field_path}.to[{i}].operation"]
+    ]
+    conditions = [
+        Part(f"{c.field_path} {c.key}", _condition(c, lean, namespace))
+        for c in rule.conditions
+    ]
+    return CompiledRule(tuple(sources), tuple(operations), tuple(conditions))
 
 
 def _clause(
