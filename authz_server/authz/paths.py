@@ -8,13 +8,15 @@ control character, malformed percent-escapes, non-ASCII bytes) are rejected.
 
 Backends often map other shapes onto the same resource: ``%2F`` decoded to ``/``,
 ``;parameters`` dropped (``/a/..;/b``), repeated slashes merged, a trailing slash
-ignored. So a path has stricter views too, and the policy's action decides how they
-count (fail closed either way):
+ignored. So a path has stricter views too, and how they count depends on whether a
+match could open access (see :func:`authz_server.authz.policy.decide`):
 
-* a DENY (or AUDIT) rule matches when the base view *or* the decoded, merged view
-  matches, so ``//admin`` or ``/admin%2Fx`` cannot slip past ``/admin*``;
-* an ALLOW rule matches only when the base view *and* the decoded view (slashes not
-  merged) match, so ``/public/..%2Fadmin`` is not allowed by ``/public/*``.
+* ``all`` holds every view: the base one, the decoded one and the decoded, merged
+  one. A DENY rule matches when any of them matches, so ``//admin`` or
+  ``/admin%2Fx`` cannot slip past ``/admin*``; a ``notPaths`` must hold for each.
+* ``allow`` holds the base and the decoded view (slashes not merged): an ALLOW
+  ``paths`` value must match both, so ``/public/..%2Fadmin`` is not allowed by
+  ``/public/*`` while Istio's ``/store/{**}/cart`` still matches ``/store//cart``.
 """
 
 from __future__ import annotations
@@ -40,10 +42,9 @@ def normalise(path: str) -> str:
 
 @dataclass(frozen=True)
 class PathViews:
-    """The views of one path: DENY rules match any of ``deny``, ALLOW rules need
-    every one of ``allow``."""
+    """The views of one path (see the module docstring)."""
 
-    deny: tuple[str, ...]
+    all: tuple[str, ...]
     allow: tuple[str, ...]
 
 
@@ -55,15 +56,15 @@ def views(path: str) -> PathViews:
     ]
     unmerged = _remove_dot_segments("/".join(decoded))
     merged = _remove_dot_segments("/" + "/".join(s for s in decoded if s))
-    return PathViews(_distinct(base, merged), _distinct(base, unmerged))
+    return PathViews(_distinct(base, unmerged, merged), _distinct(base, unmerged))
 
 
 def _decode_slashes(path: str) -> str:
     return ESCAPED_SLASH.sub("/", path).replace("\\", "/")
 
 
-def _distinct(base: str, other: str) -> tuple[str, ...]:
-    return (base,) if other == base else (base, other)
+def _distinct(*views: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(views))
 
 
 def _remove_dot_segments(path: str) -> str:

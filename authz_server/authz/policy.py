@@ -7,9 +7,12 @@ a source or operation every field set must match; inside a field any value may. 
 absent (no token, no mTLS identity) fail positive matches and pass negative ones.
 
 Some attributes have several readings: a path has stricter views (see
-:mod:`authz_server.authz.paths`) and a header repeated by the client reaches us
-joined with ``,``. Checks then lean the safe way for the policy's action: a DENY or
-AUDIT rule matches if any reading matches, an ALLOW rule only if every reading does.
+:mod:`authz_server.authz.paths`), a header repeated by the client reaches us joined
+with ``,``, a method may come in lower case. A check then leans the safe way: where
+a match could let a request through (a positive ALLOW field) it needs the plain
+readings to agree; everywhere else (DENY and AUDIT rules, and every negated field)
+it takes the *wide* readings too, and a DENY matches if any of them does while a
+negated ALLOW field holds only if none does.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Context:
 
 Check = Callable[[Context], bool]
 Readings = Callable[[Context, bool], tuple[str, ...]]
+"""An attribute's readings; the flag asks for the wide set (see above)."""
 CLAIM_GROUPS = re.compile(r"(\[[^\[\]]+\])+")
 
 
@@ -182,8 +186,10 @@ def _string_field(
 def _readings(
     readings: Readings, test: match.StringTest, lean: bool, negate: bool
 ) -> Check:
+    wide = lean or negate
+
     def check(context: Context) -> bool:
-        return decide(test, readings(context, lean), lean=lean, negate=negate)
+        return decide(test, readings(context, wide), lean=lean, negate=negate)
 
     return check
 
@@ -214,12 +220,15 @@ def _host(context: Context, _: bool) -> tuple[str, ...]:
     return (context.request.host.lower(),)
 
 
-def _method(context: Context, _: bool) -> tuple[str, ...]:
-    return (context.request.method,)
+def _method(context: Context, wide: bool) -> tuple[str, ...]:
+    method = context.request.method
+    if wide and method != method.upper():
+        return (method, method.upper())
+    return (method,)
 
 
-def _paths(context: Context, lean: bool) -> tuple[str, ...]:
-    return context.paths.deny if lean else context.paths.allow
+def _paths(context: Context, wide: bool) -> tuple[str, ...]:
+    return context.paths.all if wide else context.paths.allow
 
 
 def _source_ip(context: Context, _: bool) -> tuple[str, ...]:
@@ -386,13 +395,12 @@ def _claim_check(
 
 
 def _header_readings(name: str) -> Readings:
-    def readings(context: Context, _: bool) -> tuple[str, ...]:
-        request = context.request
-        lines = request.header_values(name)
-        if request.header_lines is not None or not lines or "," not in lines[0]:
+    def readings(context: Context, wide: bool) -> tuple[str, ...]:
+        lines = context.request.header_values(name)
+        if not wide:
             return lines
-        pieces = tuple(piece.strip() for piece in lines[0].split(","))
-        return lines + pieces
+        pieces = [p.strip() for line in lines if "," in line for p in line.split(",")]
+        return tuple(dict.fromkeys([*lines, *pieces]))
 
     return readings
 

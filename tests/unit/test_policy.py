@@ -403,6 +403,45 @@ def test_deny_is_evaluated_before_allow(tmp_path: Path) -> None:
     assert allowed(found, context(method="POST", path="/ip"))
 
 
+@pytest.mark.parametrize(
+    "path", ["//admin", "///admin", "/%2Fadmin", "/%5Cadmin", "/x/..%2Fadmin"]
+)
+def test_allow_not_paths_holds_for_every_view(tmp_path: Path, path: str) -> None:
+    found = policies(tmp_path, allow_rule(to(notPaths=["/admin*"])))
+
+    assert allowed(found, context(path="/public"))
+    assert not allowed(found, context(path=path))
+
+
+def test_deny_methods_ignore_case_but_allow_methods_do_not(tmp_path: Path) -> None:
+    deny = policies(tmp_path, {"action": "DENY", "rules": [to(methods=["DELETE"])]})
+    allow = policies(tmp_path, allow_rule(to(methods=["GET"])))
+
+    assert not allowed(deny, context(method="delete"))
+    assert not allowed(allow, context(method="get"))
+
+
+def test_deny_header_matches_pieces_of_a_raw_line(tmp_path: Path) -> None:
+    found = policies(
+        tmp_path,
+        {"action": "DENY", "rules": [when("request.headers[x-role]", ["admin"])]},
+    )
+    request = Request(
+        method="GET", host="h", raw_path="/", header_lines={"x-role": ("user,admin",)}
+    )
+
+    assert not allowed(found, Context(request, None, views("/"), ""))
+
+
+def test_allow_not_values_sees_every_piece(tmp_path: Path) -> None:
+    found = policies(
+        tmp_path, allow_rule(when("request.headers[x-role]", not_values=["admin"]))
+    )
+
+    assert allowed(found, context(headers={"x-role": "user"}))
+    assert not allowed(found, context(headers={"x-role": "user,admin"}))
+
+
 def test_deny_matches_any_piece_of_a_joined_header(tmp_path: Path) -> None:
     deny = {"action": "DENY", "rules": [when("request.headers[x-role]", ["admin"])]}
     found = policies(tmp_path, deny)
