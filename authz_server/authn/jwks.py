@@ -12,8 +12,10 @@ config reloads, so unchanged URLs are not refetched. Its life:
   denied with ``jwks_unavailable`` until a fetch succeeds;
 * a token whose ``kid`` no key matches triggers one refetch, single-flight (all
   requests waiting share it) and at most once per ``miss_interval`` per URL, so a
-  flood of invented kids costs one fetch per interval. This is the only time the
-  request path waits on the network.
+  flood of invented kids costs one fetch per interval. The fetch runs in its own
+  thread; a request waits for it at most ``miss_wait`` (250 ms by default) and is
+  denied if it has not finished by then. This is the only time the request path
+  waits on the network.
 
 ``file://`` URLs are read from disk and reread when the file changes; that is an
 authz-server extension (Istio accepts only http and https) for JWKS documents
@@ -46,6 +48,7 @@ MAX_JWKS_BYTES = 512 * 1024
 DEFAULT_REFRESH_SECONDS = 20 * 60
 DEFAULT_MISS_INTERVAL_SECONDS = 30.0
 DEFAULT_MAX_STALE_SECONDS = 24 * 3600
+DEFAULT_MISS_WAIT_SECONDS = 0.25
 MIN_MAX_AGE_SECONDS = 60.0
 MAX_MAX_AGE_SECONDS = 24 * 3600.0
 RETRY_MIN_SECONDS = 1.0
@@ -183,6 +186,7 @@ class RemoteKeys:
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         miss_interval: float = DEFAULT_MISS_INTERVAL_SECONDS,
         max_stale_seconds: float = DEFAULT_MAX_STALE_SECONDS,
+        miss_wait_seconds: float = DEFAULT_MISS_WAIT_SECONDS,
     ) -> None:
         self.url = url
         self.discovery = discovery
@@ -193,9 +197,11 @@ class RemoteKeys:
         self._refresh_seconds = refresh_seconds
         self._miss_interval = miss_interval
         self._max_stale = max_stale_seconds
+        self._miss_wait = miss_wait_seconds
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
+        self._in_flight: threading.Event | None = None
         self._current: KeySet | None = None
-        self._attempts = 0
         self._failures = 0
         self._last_miss_fetch = -miss_interval
         self._file_version = file_version(url)
@@ -223,16 +229,29 @@ class RemoteKeys:
         return usable
 
     def refetch_on_miss(self) -> KeySet | None:
-        attempts = self._attempts
         with self._lock:
-            if self._attempts != attempts:
-                return self._usable()  # another request fetched while we waited
-            if self._clock() - self._last_miss_fetch < self._miss_interval:
-                return None
-            self._last_miss_fetch = self._clock()
-            self.miss_refetches += 1
-            self._fetch_locked("unknown kid")
-            return self._usable()
+            done = self._in_flight
+            if done is None:
+                if self._clock() - self._last_miss_fetch < self._miss_interval:
+                    return None
+                self._last_miss_fetch = self._clock()
+                self.miss_refetches += 1
+                done = self._in_flight = threading.Event()
+                threading.Thread(
+                    target=self._fetch_in_background, args=(done,), daemon=True
+                ).start()
+        if not done.wait(self._miss_wait):
+            return None
+        return self._usable()
+
+    def _fetch_in_background(self, done: threading.Event) -> None:
+        try:
+            with self._fetch_lock:
+                self._fetch_locked("unknown kid")
+        finally:
+            with self._lock:
+                self._in_flight = None
+            done.set()
 
     def _usable(self) -> KeySet | None:
         age = self.age()
@@ -242,7 +261,7 @@ class RemoteKeys:
 
     def refresh(self) -> None:
         """Fetch now (start-up and background refresh)."""
-        with self._lock:
+        with self._fetch_lock:
             self._fetch_locked("refresh")
 
     def due(self) -> bool:
@@ -253,7 +272,6 @@ class RemoteKeys:
         return version is not None and version != self._file_version
 
     def _fetch_locked(self, why: str) -> None:
-        self._attempts += 1
         version = file_version(self.url)
         try:
             fetched = self._download()
