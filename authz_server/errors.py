@@ -11,7 +11,8 @@ can search for them::
     |   +-- Unauthenticated (401)     a token is present but not acceptable
     |   |   +-- TokenMalformed, UnsupportedAlgorithm, UnsupportedHeader,
     |   |   +-- IssuerNotConfigured, TokenExpired, TokenNotYetValid,
-    |   |   +-- KeyNotFound, SignatureInvalid, TokenTooLarge, AmbiguousTokens
+    |   |   +-- KeyNotFound, SignatureInvalid, TokenTooLarge, AmbiguousTokens,
+    |   |   +-- TokenOutOfPlace
     |   +-- Forbidden (403)           the caller is known (or anonymous) and not allowed
     |   |   +-- AudienceNotAllowed, PolicyDenied
     |   +-- BadRequest (400)          the request cannot be interpreted safely
@@ -144,6 +145,13 @@ class TokenTooLarge(Unauthenticated):
 
     reason = "jwt_too_large"
     message = "Jwt is larger than the configured limit"
+
+
+class TokenOutOfPlace(Unauthenticated):
+    """A JWT sits in a token header without the configured prefix (``bearer``)."""
+
+    reason = "jwt_prefix_mismatch"
+    message = "Jwt found without the configured prefix"
 
 
 class AmbiguousTokens(Unauthenticated):

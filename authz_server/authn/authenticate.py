@@ -24,6 +24,7 @@ from authz_server.authn.extract import (
     Location,
     cookies,
     from_header,
+    looks_like_jwt,
     query_params,
 )
 from authz_server.authn.jwks import KeySource
@@ -41,6 +42,7 @@ from authz_server.errors import (
     AmbiguousTokens,
     AuthzError,
     IssuerNotConfigured,
+    TokenOutOfPlace,
     TokenTooLarge,
 )
 from authz_server.request import Request
@@ -210,6 +212,8 @@ def _find(provider: Provider, request: Request) -> _Found | None:
         if location.kind == "header":
             value = request.header(location.name)
             token = None if value is None else from_header(value, location.prefix)
+            if value is not None and token is None and looks_like_jwt(value):
+                raise TokenOutOfPlace()
         elif location.kind == "param":
             params = query_params(request.query) if params is None else params
             token = params.get(location.name)

@@ -5,6 +5,9 @@
 * A header prefix is searched for anywhere in the value (case-sensitive); when it is
   absent the header carries *no* token. The token starts at the first base64url or
   ``.`` character after the prefix and runs to the end of the value.
+* Stricter than Envoy: a header value that holds something shaped like a JWT but
+  not behind the prefix (``bearer <jwt>``, a bare ``<jwt>``) is reported by
+  :func:`looks_like_jwt`, and rejected, instead of reaching the upstream unverified.
 * A query parameter is the first occurrence, URL-decoded; a cookie is matched by
   exact name.
 """
@@ -19,6 +22,7 @@ from urllib.parse import unquote
 from authz_server.config.model import JwtRule
 
 TOKEN_START = re.compile(r"[A-Za-z0-9_.\-]")
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.")
 MAX_QUERY_PARAMS = 200
 DEFAULT_HEADER = "authorization"
 DEFAULT_PREFIX = "Bearer "
@@ -56,6 +60,11 @@ def from_header(value: str, prefix: str) -> str | None:
         return None
     match = TOKEN_START.search(value, start + len(prefix))
     return value[match.start() :] if match else None
+
+
+def looks_like_jwt(value: str) -> bool:
+    """Whether ``value`` holds a compact JWS: a JSON header segment and a dot."""
+    return JWT_SHAPE.search(value) is not None
 
 
 def query_params(query: str) -> dict[str, str]:

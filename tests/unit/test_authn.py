@@ -31,6 +31,7 @@ from authz_server.errors import (
     KeysUnavailable,
     SignatureInvalid,
     TokenExpired,
+    TokenOutOfPlace,
 )
 from authz_server.request import Request
 
@@ -203,6 +204,26 @@ def test_two_distinct_tokens_are_ambiguous(rsa_key: tokens.PrivateKey) -> None:
         Authenticator().authenticate(
             [provider(RULE, rsa_key)], request(headers, path), NOW
         )
+
+
+@pytest.mark.parametrize("form", ["bearer {t}", "{t}", "Bearer\t{t}", "Token {t}"])
+def test_jwt_without_the_prefix_is_rejected(
+    rsa_key: tokens.PrivateKey, form: str
+) -> None:
+    headers = {"authorization": form.format(t=sign(rsa_key, {}))}
+
+    with pytest.raises(TokenOutOfPlace):
+        Authenticator().authenticate([provider(RULE, rsa_key)], request(headers), NOW)
+
+
+def test_other_schemes_are_not_tokens(rsa_key: tokens.PrivateKey) -> None:
+    headers = {"authorization": "Basic dXNlcjpwYXNz"}
+
+    result = Authenticator().authenticate(
+        [provider(RULE, rsa_key)], request(headers), NOW
+    )
+
+    assert result.identity is None and "authorization" not in result.headers.remove
 
 
 def test_same_token_twice_is_one_token(rsa_key: tokens.PrivateKey) -> None:
