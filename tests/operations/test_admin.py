@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from checks import Authz, bearer, request_authentication
-from conftest import mint, rule
+from operations_support import mint, rule
 
 from authz_server import tokens
 from authz_server.demo.keyserver import KeyServer

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from checks import REQUIRE_PRINCIPAL, Authz, bearer, request_authentication
-from conftest import mint, rule
+from operations_support import mint, rule
 
 from authz_server import tokens
 from authz_server.demo.keyserver import KeyServer

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from checks import Authz, bearer, request_authentication
-from conftest import jwks, mint, rule
+from operations_support import jwks, mint, rule
 
 from authz_server import tokens
 from authz_server.demo.keyserver import KeyServer
