@@ -18,10 +18,12 @@ import http.client
 import itertools
 import json
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from authz_server import tokens
 from authz_server.demo.echo import EchoRecord, EchoUpstream
@@ -170,8 +172,14 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(work_dir: Path) -> Iterator[Stack]:
-    """Start the stack (nothing loaded in the server yet); stop it on exit."""
+def running_stack(
+    work_dir: Path, customize: Callable[[dict[str, Any]], None] | None = None
+) -> Iterator[Stack]:
+    """Start the stack (nothing loaded in the server yet); stop it on exit.
+
+    ``customize`` may change the rendered Envoy config (a parsed YAML mapping)
+    before Envoy starts, e.g. to add routes with ``context_extensions``.
+    """
     from authz_server.server import Server
 
     with contextlib.ExitStack() as started:
@@ -186,6 +194,10 @@ def running_stack(work_dir: Path) -> Iterator[Stack]:
             "echo": echo.port,
         }
         config = render_config(FRONT_PROXY, work_dir / "front-proxy.yaml", ports)
+        if customize is not None:
+            document = yaml.safe_load(config.read_text())
+            customize(document)
+            config.write_text(yaml.safe_dump(document, sort_keys=False))
         envoy = EnvoyProcess(config, log_path=work_dir / "envoy.log")
         started.enter_context(envoy)
         yield Stack(server, envoy, echo, work_dir)

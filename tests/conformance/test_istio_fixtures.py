@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from istio import POLICIES, load, localised, token
+from istio_fixtures import POLICIES, load, localised, token
 
 from authz_server.decision import Decision
 from authz_server.demo.keyserver import KeyServer

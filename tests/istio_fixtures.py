@@ -9,7 +9,7 @@ from authz_server import config, snapshot
 from authz_server.authn.jwks import KeyRegistry
 from authz_server.settings import Settings
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POLICIES = FIXTURES / "istio-policies"
 SAMPLES = FIXTURES / "istio-samples"
 COMMON = SAMPLES / "tests-common-jwt"
