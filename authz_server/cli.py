@@ -19,6 +19,7 @@ from typing import Any
 
 from authz_server import config, snapshot, tokens
 from authz_server.authn.jwks import KeyRegistry
+from authz_server.envoy_http import ORIGINAL_MODES
 from authz_server.errors import ConfigError
 from authz_server.explain import explain, render
 from authz_server.observe import configure_logging
@@ -71,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("AUTHZ_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN),
         help="HOST:PORT for /healthz, /readyz, /metrics, /debug/keys; empty to "
         "disable (env AUTHZ_ADMIN_LISTEN; default %(default)s)",
+    )
+    serve.add_argument(
+        "--http-listen",
+        default=_env("AUTHZ_HTTP_LISTEN", ""),
+        help="HOST:PORT for HTTP ext_authz (Envoy http_service, nginx auth_request, "
+        "Traefik ForwardAuth); empty disables (env AUTHZ_HTTP_LISTEN; default off)",
+    )
+    serve.add_argument(
+        "--http-original",
+        default=_env("AUTHZ_HTTP_ORIGINAL", "auto"),
+        choices=ORIGINAL_MODES,
+        help="which proxy describes the original request of an HTTP check "
+        "(env AUTHZ_HTTP_ORIGINAL; default %(default)s)",
     )
     _add_settings(serve)
     _add_key_settings(serve)
@@ -214,6 +228,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings,
         grpc_listen=args.grpc_listen,
         admin_listen=args.admin_listen,
+        http_listen=args.http_listen,
+        http_original=args.http_original,
         jwks_refresh_seconds=args.jwks_refresh,
         jwks_miss_interval_seconds=args.jwks_miss_interval,
         jwks_max_stale_seconds=args.jwks_max_stale,

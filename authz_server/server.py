@@ -1,7 +1,7 @@
 """The server's lifecycle: listeners, health, config generations, shutdown.
 
 :class:`Server` owns the gRPC listener (ext_authz + standard health service), the
-admin listener, the key registry and the current
+optional HTTP ext_authz listener, the admin listener, the key registry and the current
 :class:`~authz_server.snapshot.Snapshot`. Loading a config builds and validates a
 whole new snapshot first, fetches keys for URLs it has not seen, and only then swaps
 it in; a bad config leaves the current one serving. Checks in flight keep the
@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from concurrent import futures
+from typing import cast
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
@@ -30,6 +31,7 @@ from authz_server.authn.jwks import Fetcher, InlineKeys, KeyRegistry, RemoteKeys
 from authz_server.authn.keys import KeySet
 from authz_server.decision import Decision
 from authz_server.envoy_grpc import AuthorizationServicer
+from authz_server.envoy_http import HttpAuthzListener, Original
 from authz_server.errors import ConfigError
 from authz_server.metrics import Metrics
 from authz_server.request import Request
@@ -70,6 +72,8 @@ class Server:
         self._stopping = threading.Event()
         self._grpc: grpc.Server | None = None
         self._admin: AdminListener | None = None
+        self._http: HttpAuthzListener | None = None
+        self.http_port: int | None = None
         self._watcher: ConfigWatcher | None = None
         self.admin_port: int | None = None
         self._publish_health()
@@ -153,6 +157,14 @@ class Server:
                 inline_keys=self._inline_keys,
             )
             self.admin_port = self._admin.start()
+        if self.settings.http_listen:
+            self._http = HttpAuthzListener(
+                lambda: self._snapshot,
+                self.settings.http_listen,
+                original=cast(Original, self.settings.http_original),
+                on_decision=self._decided,
+            )
+            self.http_port = self._http.start()
         self.registry.start()
         threading.Thread(target=self._health_loop, name="health", daemon=True).start()
         if watch and self._paths:
@@ -169,6 +181,9 @@ class Server:
         self.health.enter_graceful_shutdown()
         if self._watcher is not None:
             self._watcher.stop()
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
         if self._grpc is not None:
             self._grpc.stop(
                 self.settings.grace_seconds if grace is None else grace

@@ -22,6 +22,8 @@ class Settings:
 
     grpc_listen: str = DEFAULT_GRPC_LISTEN
     admin_listen: str = ""
+    http_listen: str = ""
+    http_original: str = "auto"
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trusted_proxies: int = 0
     max_token_bytes: int = 64 * 1024
