@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from authz_server.settings import (
     DEFAULT_ADMIN_LISTEN,
     DEFAULT_GRPC_LISTEN,
     DEFAULT_ROOT_NAMESPACE,
+    Limits,
     Settings,
 )
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings(serve)
     _add_key_settings(serve)
+    _add_limits(serve)
 
     check = commands.add_parser("check", help="validate config files and exit")
     _add_config(check)
@@ -192,6 +194,19 @@ def _add_key_settings(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    for name in fields(Limits):
+        flag = "--" + name.name.replace("_", "-")
+        env = "AUTHZ_" + name.name.upper()
+        parser.add_argument(
+            flag,
+            type=int,
+            default=int(_env(env, str(name.default))),
+            metavar="N",
+            help=f"env {env}; default %(default)s (see the README's limits)",
+        )
+
+
 def _add_token_commands(commands: Any) -> None:
     token = commands.add_parser("token", help="development keys and tokens")
     actions = token.add_subparsers(dest="action", required=True)
@@ -235,6 +250,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         jwks_max_stale_seconds=args.jwks_max_stale,
         jwks_ca_file=args.jwks_ca_file,
         startup_deadline_seconds=args.startup_deadline,
+        limits=Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)}),
     )
 
 

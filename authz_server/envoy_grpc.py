@@ -41,6 +41,7 @@ GRPC_CODE_BY_STATUS = {
     400: code_pb2.INVALID_ARGUMENT,
     401: code_pb2.UNAUTHENTICATED,
     403: code_pb2.PERMISSION_DENIED,
+    431: code_pb2.INVALID_ARGUMENT,
 }
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 MAX_REALM_PATH = 256
@@ -144,7 +145,12 @@ def _deny(
 
 
 def _status_name(status: int) -> str:
-    names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden"}
+    names = {
+        400: "BadRequest",
+        401: "Unauthorized",
+        403: "Forbidden",
+        431: "RequestHeaderFieldsTooLarge",
+    }
     return names.get(status, "Forbidden")
 
 

@@ -12,11 +12,11 @@ can search for them::
     |   |   +-- TokenMalformed, UnsupportedAlgorithm, UnsupportedHeader,
     |   |   +-- IssuerNotConfigured, TokenExpired, TokenNotYetValid,
     |   |   +-- KeyNotFound, SignatureInvalid, TokenTooLarge, AmbiguousTokens,
-    |   |   +-- TokenOutOfPlace
+    |   |   +-- TokenOutOfPlace, TokenTooComplex, ClaimHeaderTooLarge
     |   +-- Forbidden (403)           the caller is known (or anonymous) and not allowed
     |   |   +-- AudienceNotAllowed, PolicyDenied
     |   +-- BadRequest (400)          the request cannot be interpreted safely
-    |       +-- PathRejected
+    |       +-- PathRejected, HeaderTooLarge (431)
     +-- CannotDecide                  the service cannot reach a decision: fail closed
         +-- KeysUnavailable (401), NotReady (403), InternalFault (403)
 """
@@ -154,6 +154,20 @@ class TokenOutOfPlace(Unauthenticated):
     message = "Jwt found without the configured prefix"
 
 
+class TokenTooComplex(Unauthenticated):
+    """The token's JSON nests deeper or holds more members than the limits allow."""
+
+    reason = "jwt_too_complex"
+    message = "Jwt is nested too deeply or has too many members"
+
+
+class ClaimHeaderTooLarge(Unauthenticated):
+    """A claim to copy into a header is larger than the configured limit."""
+
+    reason = "claim_header_too_large"
+    message = "Jwt claim is too large for its header"
+
+
 class AmbiguousTokens(Unauthenticated):
     """More than one distinct token was presented in one request."""
 
@@ -194,6 +208,14 @@ class BadRequest(Denied):
 
     status = 400
     reason = "bad_request"
+
+
+class HeaderTooLarge(BadRequest):
+    """A request header is larger than the configured limit."""
+
+    status = 431
+    reason = "header_too_large"
+    message = "Request header is larger than the configured limit"
 
 
 class PathRejected(BadRequest):

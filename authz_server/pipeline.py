@@ -20,7 +20,7 @@ from authz_server.decision import (
     PolicyMatch,
     Trace,
 )
-from authz_server.errors import AuthzError, InternalFault, PolicyDenied
+from authz_server.errors import AuthzError, HeaderTooLarge, InternalFault, PolicyDenied
 from authz_server.request import Request
 from authz_server.snapshot import Snapshot
 
@@ -50,6 +50,7 @@ def decide(
 def _decide(
     snapshot: Snapshot, request: Request, now: float, trace: Trace | None
 ) -> Decision:
+    _check_header_sizes(request, snapshot.settings.limits.max_header_bytes)
     paths = views(request.path)
     scope = snapshot.scope(request)
     authn = snapshot.authenticator.authenticate(scope.providers, request, now, trace)
@@ -96,6 +97,12 @@ def denied(
         audit=audit,
         token_present=token_present,
     )
+
+
+def _check_header_sizes(request: Request, limit: int) -> None:
+    for value in request.headers.values():
+        if len(value) > limit:
+            raise HeaderTooLarge()
 
 
 def remote_ip(request: Request, snapshot: Snapshot) -> str:

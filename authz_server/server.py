@@ -56,8 +56,10 @@ class Server:
     ):
         self.settings = settings or Settings()
         self.grpc_listen = grpc_listen or self.settings.grpc_listen
+        limits = self.settings.limits
         self.registry = KeyRegistry(
-            Fetcher(self.settings.jwks_ca_file),
+            Fetcher(self.settings.jwks_ca_file, limits.max_jwks_bytes),
+            max_keys=limits.max_jwks_keys,
             refresh_seconds=self.settings.jwks_refresh_seconds,
             miss_interval=self.settings.jwks_miss_interval_seconds,
             max_stale_seconds=self.settings.jwks_max_stale_seconds,

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_GRPC_LISTEN = "127.0.0.1:9001"
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:9002"
 DEFAULT_ROOT_NAMESPACE = "istio-system"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a request or a key server can make us parse.
+
+    Each one has its own deny reason when exceeded (see ``errors.py``), and none
+    is ever a crash: ``max_header_bytes`` (any request header, 431
+    ``header_too_large``), ``max_token_bytes`` (401 ``jwt_too_large``),
+    ``max_json_depth`` and ``max_json_members`` (nesting and total members of a
+    token's header or payload, 401 ``jwt_too_complex``),
+    ``max_claim_header_bytes`` (a claim copied into a header, 401
+    ``claim_header_too_large``), ``max_jwks_bytes`` and ``max_jwks_keys`` (a
+    JWKS response; the fetch fails and counts as an error).
+    """
+
+    max_header_bytes: int = 96 * 1024
+    max_token_bytes: int = 64 * 1024
+    max_json_depth: int = 32
+    max_json_members: int = 10_000
+    max_claim_header_bytes: int = 16 * 1024
+    max_jwks_bytes: int = 512 * 1024
+    max_jwks_keys: int = 100
 
 
 @dataclass(frozen=True)
@@ -26,7 +49,7 @@ class Settings:
     http_original: str = "auto"
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trusted_proxies: int = 0
-    max_token_bytes: int = 64 * 1024
+    limits: Limits = field(default_factory=Limits)
     jwks_refresh_seconds: float = 20 * 60
     jwks_miss_interval_seconds: float = 30.0
     jwks_max_stale_seconds: float = 24 * 3600

@@ -136,7 +136,7 @@ def build(
     if problems:
         raise ConfigError(problems)
 
-    authenticator = Authenticator(settings.max_token_bytes, stats)
+    authenticator = Authenticator(settings.limits, stats)
     return Snapshot(config, settings, tuple(providers), tuple(policies), authenticator)
 
 

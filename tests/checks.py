@@ -151,7 +151,7 @@ class Result:
             assert option.append_action == OVERWRITE
             assert not option.HasField("append") or not option.append.value
         if not self.allowed:
-            assert self.status in (400, 401, 403)
+            assert self.status in (400, 401, 403, 431)
 
     def __repr__(self) -> str:
         return f"Result({self.status} {self.reason} principal={self.principal})"

@@ -41,15 +41,15 @@ from authz_server.decision import HeaderChanges, Identity, Trace
 from authz_server.errors import (
     AmbiguousTokens,
     AuthzError,
+    ClaimHeaderTooLarge,
     IssuerNotConfigured,
     TokenOutOfPlace,
     TokenTooLarge,
 )
 from authz_server.request import Request
+from authz_server.settings import Limits
 
 DEFAULT_SPACE_DELIMITED = ("scope", "permission")
-MAX_TOKEN_BYTES = 64 * 1024
-MAX_CLAIM_HEADER_BYTES = 8 * 1024
 UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 VERIFIED_CACHE_SIZE = 100_000
 VERIFIED_CACHE_SECONDS = 300.0
@@ -100,9 +100,9 @@ class Authenticator:
     """Verifies requests against a list of providers (one config generation)."""
 
     def __init__(
-        self, max_token_bytes: int = MAX_TOKEN_BYTES, stats: CacheStats | None = None
+        self, limits: Limits | None = None, stats: CacheStats | None = None
     ) -> None:
-        self.max_token_bytes = max_token_bytes
+        self.limits = limits or Limits()
         self.stats = stats or CacheStats()
         self._verified: TTLCache[tuple[str, str], int] = TTLCache(
             maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_SECONDS
@@ -129,10 +129,13 @@ class Authenticator:
         if len(tokens) > 1:
             raise AmbiguousTokens()
         token = tokens.pop()
-        if len(token) > self.max_token_bytes:
+        if len(token) > self.limits.max_token_bytes:
             raise TokenTooLarge()
 
-        jwt = parse(token)
+        limits = self.limits
+        jwt = parse(
+            token, max_depth=limits.max_json_depth, max_members=limits.max_json_members
+        )
         _note(trace, _describe(jwt, found, now))
         errors: list[AuthzError] = []
         for provider, item in zip(providers, found, strict=True):
@@ -145,7 +148,9 @@ class Authenticator:
                 errors.append(err)
                 continue
             _note(trace, f"{provider.name}: verified")
-            changes = _header_changes(provider, jwt, item.locations, owned)
+            changes = _header_changes(
+                provider, jwt, item.locations, owned, limits.max_claim_header_bytes
+            )
             return Authentication(identity, changes, token_present=True)
         raise _reported_error(errors)
 
@@ -257,6 +262,7 @@ def _header_changes(
     jwt: Jwt,
     locations: tuple[Location, ...],
     owned: tuple[str, ...],
+    max_claim_bytes: int,
 ) -> HeaderChanges:
     rule = provider.rule
     to_set: dict[str, str] = {}
@@ -264,6 +270,8 @@ def _header_changes(
         to_set[rule.output_payload_to_header] = jwt.payload_segment
     for entry in rule.output_claim_to_headers:
         value = claim_header_value(jwt.payload, entry.claim)
+        if value is not None and len(value.encode()) > max_claim_bytes:
+            raise ClaimHeaderTooLarge()
         if value is not None:
             to_set[entry.header] = value
 
@@ -283,7 +291,7 @@ def claim_header_value(payload: dict[str, Any], claim: str) -> str | None:
     The claim name is a ``.``-separated path into nested objects. Strings go as they
     are, booleans as ``true``/``false``, whole numbers in [0, 2^64) as integers and
     other numbers with six decimals. Objects, lists, null, empty strings, and values
-    that are too long or hold control characters are not written.
+    holding control characters (which could split a header) are not written.
     """
     value: Any = payload
     for part in claim.split("."):
@@ -292,9 +300,9 @@ def claim_header_value(payload: dict[str, Any], claim: str) -> str | None:
         value = value[part]
 
     text = _header_text(value)
-    if not text or len(text) > MAX_CLAIM_HEADER_BYTES:
+    if not text or UNSAFE_HEADER_CHARS.search(text):
         return None
-    return None if UNSAFE_HEADER_CHARS.search(text) else text
+    return text
 
 
 def _header_text(value: Any) -> str | None:

@@ -44,7 +44,8 @@ from authz_server.errors import KeysUnavailable
 
 logger = logging.getLogger(__name__)
 
-MAX_JWKS_BYTES = 512 * 1024
+DEFAULT_MAX_JWKS_BYTES = 512 * 1024
+DEFAULT_MAX_JWKS_KEYS = 100
 DEFAULT_REFRESH_SECONDS = 20 * 60
 DEFAULT_MISS_INTERVAL_SECONDS = 30.0
 DEFAULT_MAX_STALE_SECONDS = 24 * 3600
@@ -115,7 +116,10 @@ class _NoCrossHostRedirects(urllib.request.HTTPRedirectHandler):
 class Fetcher:
     """HTTP(S) GET with a total deadline, a size cap and certificate checks."""
 
-    def __init__(self, ca_file: str | None = None) -> None:
+    def __init__(
+        self, ca_file: str | None = None, max_bytes: int = DEFAULT_MAX_JWKS_BYTES
+    ) -> None:
+        self.max_bytes = max_bytes
         context = ssl.create_default_context(cafile=ca_file)
         self._opener = urllib.request.build_opener(
             _NoCrossHostRedirects(), urllib.request.HTTPSHandler(context=context)
@@ -123,18 +127,18 @@ class Fetcher:
 
     def __call__(self, url: str, timeout: float) -> Fetched:
         if url.startswith("file://"):
-            return _read_file(url)
+            return _read_file(url, self.max_bytes)
         deadline = time.monotonic() + timeout
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         with self._opener.open(request, timeout=timeout) as response:
             if response.status != 200:
                 raise OSError(f"HTTP {response.status}")
-            body = _read_capped(response, deadline)
+            body = _read_capped(response, deadline, self.max_bytes)
             max_age = _max_age(response.headers.get("Cache-Control", ""))
         return Fetched(body, max_age)
 
 
-def _read_capped(response: object, deadline: float) -> bytes:
+def _read_capped(response: object, deadline: float, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -144,15 +148,15 @@ def _read_capped(response: object, deadline: float) -> bytes:
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
-        if size > MAX_JWKS_BYTES:
-            raise OSError(f"response larger than {MAX_JWKS_BYTES} bytes")
+        if size > max_bytes:
+            raise OSError(f"response larger than {max_bytes} bytes")
         chunks.append(chunk)
 
 
-def _read_file(url: str) -> Fetched:
+def _read_file(url: str, max_bytes: int) -> Fetched:
     path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-    if path.stat().st_size > MAX_JWKS_BYTES:
-        raise OSError(f"file larger than {MAX_JWKS_BYTES} bytes")
+    if path.stat().st_size > max_bytes:
+        raise OSError(f"file larger than {max_bytes} bytes")
     return Fetched(path.read_bytes())
 
 
@@ -187,6 +191,7 @@ class RemoteKeys:
         miss_interval: float = DEFAULT_MISS_INTERVAL_SECONDS,
         max_stale_seconds: float = DEFAULT_MAX_STALE_SECONDS,
         miss_wait_seconds: float = DEFAULT_MISS_WAIT_SECONDS,
+        max_keys: int = DEFAULT_MAX_JWKS_KEYS,
     ) -> None:
         self.url = url
         self.discovery = discovery
@@ -198,6 +203,7 @@ class RemoteKeys:
         self._miss_interval = miss_interval
         self._max_stale = max_stale_seconds
         self._miss_wait = miss_wait_seconds
+        self._max_keys = max_keys
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
         self._in_flight: threading.Event | None = None
@@ -275,7 +281,9 @@ class RemoteKeys:
         version = file_version(self.url)
         try:
             fetched = self._download()
-            key_set = parse_key_set(fetched.body, allow_symmetric=False)
+            key_set = parse_key_set(
+                fetched.body, allow_symmetric=False, max_keys=self._max_keys
+            )
         except (OSError, KeySetError, ValueError) as err:
             self._failed(why, err)
             return

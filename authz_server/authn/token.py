@@ -20,11 +20,14 @@ from authz_server.errors import (
     TokenExpired,
     TokenMalformed,
     TokenNotYetValid,
+    TokenTooComplex,
     UnsupportedAlgorithm,
     UnsupportedHeader,
 )
 
 CLOCK_SKEW_SECONDS = 60
+DEFAULT_MAX_DEPTH = 32
+DEFAULT_MAX_MEMBERS = 10_000
 MAX_TIME_CLAIM = 2**64
 BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 STRING_CLAIMS = ("iss", "sub", "jti")
@@ -49,16 +52,28 @@ class Jwt:
     expires: int | None
 
 
-def parse(token: str) -> Jwt:
-    """Parse ``token``; raise TokenMalformed (or a sibling) naming what is wrong."""
+def parse(
+    token: str,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> Jwt:
+    """Parse ``token``; raise TokenMalformed (or a sibling) naming what is wrong.
+
+    The header and payload JSON may nest at most ``max_depth`` levels and hold at
+    most ``max_members`` object members and array elements in all
+    (TokenTooComplex otherwise).
+    """
     parts = [part for part in token.split(".") if part]
     if len(parts) != 3 or token.count(".") != 2:
         raise TokenMalformed()
     header_segment, payload_segment, signature_segment = parts
 
     header = _json_object(header_segment, "header")
+    _check_shape(header, max_depth, max_members)
     alg, kid = _header_fields(header)
     payload = _json_object(payload_segment, "payload")
+    _check_shape(payload, max_depth, max_members)
     times = {name: _time_claim(payload, name) for name in TIME_CLAIMS}
     signature = _decode(
         signature_segment, "Jwt signature is an invalid Base64url encoded"
@@ -117,6 +132,20 @@ def _json_object(segment: str, part: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TokenMalformed(f"Jwt {part} is an invalid JSON")
     return value
+
+
+def _check_shape(value: Any, max_depth: int, max_members: int) -> None:
+    members = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        members += len(children)
+        if depth > max_depth or members > max_members:
+            raise TokenTooComplex()
+        pending.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list)
+        )
 
 
 def _header_fields(header: dict[str, Any]) -> tuple[str, str]:
