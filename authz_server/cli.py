@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from authz_server import config, snapshot, tokens
+from authz_server import snapshot, tokens
 from authz_server.authn.jwks import KeyRegistry
 from authz_server.envoy_http import ORIGINAL_MODES
 from authz_server.errors import ConfigError
@@ -293,8 +293,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     paths = _config_paths(args)
     try:
-        loaded = config.load(paths)
-        snapshot.build(loaded, KeyRegistry(), Settings())
+        loaded = snapshot.load(paths, KeyRegistry(), Settings()).config
     except ConfigError as err:
         _print_problems(err)
         return 1
@@ -307,11 +306,13 @@ def run_explain(args: argparse.Namespace) -> int:
     configure_logging("WARNING", "text")
     registry = KeyRegistry()
     try:
-        built = snapshot.build(
-            config.load(_config_paths(args)), registry, _settings(args)
-        )
+        built = snapshot.load(_config_paths(args), registry, _settings(args))
+        token = _explain_token(args)
     except ConfigError as err:
         _print_problems(err)
+        return 1
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
     registry.fetch_missing()
 
@@ -319,9 +320,6 @@ def run_explain(args: argparse.Namespace) -> int:
     for item in args.header:
         name, _, value = item.partition(":")
         headers[name.strip().lower()] = value.strip()
-    token = args.token or (
-        args.token_file.read_text().strip() if args.token_file else None
-    )
     if token:
         headers["authorization"] = f"Bearer {token}"
     context = dict(item.partition("=")[::2] for item in args.context)
@@ -337,6 +335,12 @@ def run_explain(args: argparse.Namespace) -> int:
     report = explain(built, request)
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0 if report["decision"] == "allow" else 3
+
+
+def _explain_token(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        return str(args.token_file.read_text(encoding="utf-8").strip())
+    return str(args.token) if args.token else None
 
 
 def run_token(args: argparse.Namespace) -> int:

@@ -65,8 +65,14 @@ def to_request(check: external_auth_pb2.CheckRequest) -> Request:
         destination_principal=attributes.destination.principal,
         context=dict(attributes.context_extensions),
         sni=attributes.tls_session.sni,
-        request_id=http.id or uuid.uuid4().hex,
+        request_id=_decision_id(http),
     )
+
+
+def _decision_id(http: attribute_context_pb2.AttributeContext.HttpRequest) -> str:
+    """Envoy's ``x-request-id`` (what the upstream and access logs see), else the
+    stream id, else a new id."""
+    return str(http.headers.get("x-request-id") or http.id or uuid.uuid4().hex)
 
 
 def _port(peer: attribute_context_pb2.AttributeContext.Peer) -> int | None:

@@ -24,7 +24,7 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from authz_server import config, observe
+from authz_server import observe
 from authz_server.admin import AdminListener
 from authz_server.authn.authenticate import CacheStats
 from authz_server.authn.jwks import Fetcher, InlineKeys, KeyRegistry, RemoteKeys
@@ -36,7 +36,7 @@ from authz_server.errors import ConfigError
 from authz_server.metrics import Metrics
 from authz_server.request import Request
 from authz_server.settings import Settings
-from authz_server.snapshot import Snapshot, build
+from authz_server.snapshot import Snapshot, load
 from authz_server.watch import ConfigWatcher
 
 logger = logging.getLogger(__name__)
@@ -89,13 +89,12 @@ class Server:
         """Load ``paths`` as the new config; raise ConfigError and keep the old one."""
         with self._load_lock:
             try:
-                new = build(
-                    config.load(paths), self.registry, self.settings, self.cache_stats
-                )
+                new = load(paths, self.registry, self.settings, self.cache_stats)
             except ConfigError as err:
                 self.metrics.reloaded(False)
+                kept = "the previous config keeps serving" if self._snapshot else ""
                 logger.error(
-                    "config rejected; the previous config keeps serving",
+                    "config rejected" + (f"; {kept}" if kept else ""),
                     extra={"problems": [str(p) for p in err.problems]},
                 )
                 raise

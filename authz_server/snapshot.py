@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
+from authz_server import config as config_files
 from authz_server.authn.authenticate import (
     DEFAULT_SPACE_DELIMITED,
     Authenticator,
@@ -118,14 +119,27 @@ def _selected(labels: dict[str, str] | None, context: Mapping[str, str]) -> bool
     return all(context.get(key) == value for key, value in labels.items())
 
 
+def load(
+    paths: list[str],
+    registry: KeyRegistry,
+    settings: Settings,
+    stats: CacheStats | None = None,
+) -> Snapshot:
+    """Read and compile ``paths``; raise ConfigError listing every problem of both."""
+    loaded, problems = config_files.read(paths)
+    return build(loaded, registry, settings, stats, problems)
+
+
 def build(
     config: Config,
     registry: KeyRegistry,
     settings: Settings,
     stats: CacheStats | None = None,
+    problems: list[ConfigProblem] | None = None,
 ) -> Snapshot:
-    """Compile ``config``; raise ConfigError listing every value we cannot use."""
-    problems: list[ConfigProblem] = []
+    """Compile ``config``; raise ConfigError listing every value we cannot use
+    (after any ``problems`` already found while reading it)."""
+    problems = list(problems or [])
     providers = _providers(config, registry, problems)
     policies = []
     for policy in config.authorization_policies:

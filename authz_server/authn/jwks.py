@@ -328,8 +328,9 @@ class RemoteKeys:
         backoff = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2 ** (self._failures - 1))
         self.next_refresh = self._clock() + backoff * random.uniform(0.5, 1.0)
         self.last_error = str(err) or type(err).__name__
+        kept = "; keeping the last good keys" if self._current is not None else ""
         logger.warning(
-            "key fetch failed; keeping the last good keys",
+            "key fetch failed" + kept,
             extra={"jwks": self.description, "why": why, "error": self.last_error},
         )
 

@@ -17,10 +17,12 @@ from authz_server.errors import FieldError
 
 StringTest = Callable[[str], bool]
 
-PCHAR = r"A-Za-z0-9\-._~%!$&'()+,;:@"
+# What a {*} or {**} operator matches: Envoy's uri_template path characters, which
+# include "=" and "*" (Envoy 1.40 matches both inside a segment).
+PCHAR = r"A-Za-z0-9\-._~%!$&'()+,;:@=*"
 SEGMENT = f"[{PCHAR}]+"
 ANY_SEGMENTS = f"[{PCHAR}/]*"
-TEMPLATE_LITERAL = re.compile(f"[{PCHAR}/=*]*")
+TEMPLATE_LITERAL = re.compile(f"[{PCHAR}/]*")
 
 
 def pattern(value: str, *, empty_matches: bool, fold_case: bool = False) -> StringTest:

@@ -11,11 +11,11 @@ from authz_server.config.resources import parse_document
 from authz_server.config.source import config_files, read_documents
 from authz_server.errors import ConfigError, ConfigProblem
 
-__all__ = ["load"]
+__all__ = ["load", "read"]
 
 
-def load(paths: list[str]) -> Config:
-    """Read every document under ``paths``; raise ConfigError listing all problems."""
+def read(paths: list[str]) -> tuple[Config, list[ConfigProblem]]:
+    """Read every document under ``paths``: the resources and all problems found."""
     problems: list[ConfigProblem] = []
     authentications: list[RequestAuthentication] = []
     policies: list[AuthorizationPolicy] = []
@@ -33,6 +33,13 @@ def load(paths: list[str]) -> Config:
         problems.append(
             ConfigProblem(", ".join(paths), None, "", "no YAML files found")
         )
+    config = Config(tuple(authentications), tuple(policies), tuple(map(str, files)))
+    return config, problems
+
+
+def load(paths: list[str]) -> Config:
+    """Read every document under ``paths``; raise ConfigError listing all problems."""
+    config, problems = read(paths)
     if problems:
         raise ConfigError(problems)
-    return Config(tuple(authentications), tuple(policies), tuple(map(str, files)))
+    return config

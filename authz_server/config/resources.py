@@ -82,9 +82,13 @@ MAX_JWKS_URI_LENGTH = 2048
 def parse_document(
     doc: Document, problems: list[ConfigProblem]
 ) -> RequestAuthentication | AuthorizationPolicy | None:
-    """Parse one document; return ``None`` (with problems recorded) if it is bad."""
+    """Parse one document of a known kind, recording its problems.
+
+    A document with problems still yields a resource (with harmless values where
+    fields were wrong) so that later checks can report their problems in the same
+    run; a config with any problem is never served.
+    """
     reader = Reader(doc.file, doc.index, problems)
-    before = len(problems)
     top = reader.mapping(doc.body, "", TOP_FIELDS)
     if not top and not isinstance(doc.body, dict):
         return None
@@ -105,7 +109,7 @@ def parse_document(
     else:
         kinds = "RequestAuthentication, AuthorizationPolicy"
         reader.problem("kind", f"{kind!r} is not one of {kinds}")
-    return resource if len(problems) == before else None
+    return resource
 
 
 def _origin(reader: Reader, metadata: Any) -> Origin:
@@ -188,8 +192,10 @@ def _check_key_source(
         reader.problem(path, "set at most one of jwksUri and jwks")
     if not issuer and not jwks_uri:
         reader.problem(f"{path}.issuer", "is required unless jwksUri is set")
-    if jwks_uri and not jwks_uri.startswith(("http://", "https://")):
-        reader.problem(f"{path}.jwksUri", "must be an http:// or https:// URL")
+    if jwks_uri and not jwks_uri.startswith(("http://", "https://", "file:///")):
+        reader.problem(
+            f"{path}.jwksUri", "must be an http://, https:// or file:/// URL"
+        )
     if len(jwks_uri) > MAX_JWKS_URI_LENGTH:
         reader.problem(f"{path}.jwksUri", f"is longer than {MAX_JWKS_URI_LENGTH}")
     if jwks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 from pathlib import Path
 
@@ -198,3 +199,21 @@ def test_unchanged_key_urls_are_not_refetched_on_reload(
         authz.load(request_authentication(rule(idp.url, outputPayloadToHeader="x-p")))
 
         assert idp.hits == 0
+
+
+def test_file_jwks_is_read_and_reread_when_it_changes(
+    tmp_path: Path, key_one: tokens.PrivateKey, key_two: tokens.PrivateKey
+) -> None:
+    keys_file = tmp_path / "jwks.json"
+    keys_file.write_text(json.dumps(jwks((key_one, "k1"))))
+    with Authz(tmp_path, Settings(jwks_miss_interval_seconds=3600)) as authz:
+        authz.load(request_authentication(rule(f"file://{keys_file}")))
+        assert authz.check(headers=bearer(mint(key_one, "k1"))).allowed
+        rotated = bearer(mint(key_two, "k2"))
+        assert authz.check(headers=rotated).status == 401
+
+        keys_file.write_text(json.dumps(jwks((key_two, "k2"))))
+        deadline = time.monotonic() + 10
+        while not authz.check(headers=rotated).allowed:
+            assert time.monotonic() < deadline, "file change not picked up"
+            time.sleep(0.2)

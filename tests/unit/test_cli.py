@@ -186,3 +186,35 @@ def test_envoy_binary_and_api_stubs_coexist() -> None:
         "envoy.service.auth.v3.CheckRequest"
     )
     assert version.returncode == 0 and "version:" in version.stdout
+
+
+def test_check_reports_parse_and_compile_errors_in_one_run(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: p, annotations: {istio.io/dry-run: 'yes'}}\n"
+        "spec:\n  rules:\n  - when: [{key: 'request.auth.claim[role]', values: [a]}]\n"
+        "    to: [{operation: {pathz: [/x]}}]\n"
+    )
+
+    lines = run("check", "--config", str(path)).stderr.splitlines()
+
+    assert any("is not a boolean" in line for line in lines), lines
+    assert any("pathz: unknown field" in line for line in lines), lines
+    assert any(
+        "'request.auth.claim[role]' is not a condition" in line for line in lines
+    )
+
+
+def test_explain_with_a_missing_token_file_is_a_clean_error(
+    tmp_path: Path, keys: Path
+) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(RA % (keys / "jwks.json").read_text().replace("\n", ""))
+    result = run(
+        "explain", "--config", str(path), "--token-file", str(tmp_path / "absent")
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "absent" in result.stderr

@@ -54,7 +54,7 @@ def test_v1beta1_is_accepted(tmp_path: Path) -> None:
         (("issuer:", "issuerr:"), "0 spec.jwtRules[0].issuerr: unknown field"),
         (("kind: RequestAuthentication", "kind: Gateway"), "0 kind: 'Gateway' is not"),
         (("security.istio.io/v1", "security.istio.io/v1alpha1"), "0 apiVersion:"),
-        (("jwksUri: https://", "jwksUri: ftp://"), "must be an http:// or https://"),
+        (("jwksUri: https://", "jwksUri: ftp://"), "must be an http://, https:// or"),
         (
             ("    jwksUri:", "    jwks: '{}'\n    jwksUri:"),
             "set at most one of jwksUri",

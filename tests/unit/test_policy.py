@@ -562,3 +562,19 @@ def test_values_we_cannot_evaluate_reject_the_config(
 
     assert message in str(caught.value)
     assert f"{path} document 0 field spec.rules[0]" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "path"),
+    [
+        ("/store/{*}/cart", "/store/k=v/cart"),
+        ("/store/{*}/cart", "/store/x*y/cart"),
+        ("/files/{**}", "/files/a*b/k=v"),
+    ],
+)
+def test_templates_match_equals_and_star_like_envoy(
+    tmp_path: Path, template: str, path: str
+) -> None:
+    found = policies(tmp_path, allow_rule(to(paths=[template])))
+
+    assert allowed(found, context(path=path))
