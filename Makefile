@@ -21,15 +21,21 @@ run: $(STAMP) ## run the demo: Envoy on 127.0.0.1:8080 -> authz-server -> echo u
 	$(BIN)/python -m authz_server.demo
 
 check: $(STAMP) ## format check, lint and type check (changes nothing)
-	$(BIN)/ruff format --check authz_server tests
-	$(BIN)/ruff check authz_server tests
+	$(BIN)/ruff format --check authz_server tests bench
+	$(BIN)/ruff check authz_server tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict bench
 
 test: check ## run the whole test suite (real Envoy, real JWKS server, loopback only)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-format: $(STAMP) ## reformat the code in place
-	$(BIN)/ruff format authz_server tests
-	$(BIN)/ruff check --fix authz_server tests
+bench: $(STAMP) ## benchmark: Envoy shapes A/B/C, in-process Check, memory (BENCH_ARGS=--quick)
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq wrk nghttp2-client; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-.PHONY: help venv run check test format
+format: $(STAMP) ## reformat the code in place
+	$(BIN)/ruff format authz_server tests bench
+	$(BIN)/ruff check --fix authz_server tests bench
+
+.PHONY: help venv run check test bench format
