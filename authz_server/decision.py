@@ -23,6 +23,11 @@ class Identity:
     subject: str
     claims: Mapping[str, Any]
     rule: str
+    memo: dict[str, Any] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+    """Encodings of this identity that adapters build once and reuse (a verified
+    token's Identity is shared by every request that presents it)."""
 
     @property
     def principal(self) -> str:

@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -27,7 +26,7 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from authz_server.decision import Decision
+from authz_server.decision import Decision, Identity, PolicyMatch
 from authz_server.errors import InternalFault, NotReady
 from authz_server.pipeline import decide, denied
 from authz_server.request import Request
@@ -51,28 +50,31 @@ def to_request(check: external_auth_pb2.CheckRequest) -> Request:
     """The attributes of a CheckRequest that decisions use."""
     attributes = check.attributes
     http = attributes.request.http
+    raw_lines = http.header_map.headers
+    headers = dict(http.headers) if http.headers else _joined(http.header_map)
+    destination = attributes.destination
     return Request(
         method=http.method,
         host=http.host,
         raw_path=http.path,
-        headers=dict(http.headers) if http.headers else _joined(http.header_map),
-        header_lines=_lines(http.header_map) if http.header_map.headers else None,
+        headers=headers,
+        header_lines=_lines(http.header_map) if raw_lines else None,
         scheme=http.scheme or "http",
         source_ip=attributes.source.address.socket_address.address,
         source_principal=attributes.source.principal,
-        destination_ip=attributes.destination.address.socket_address.address,
-        destination_port=_port(attributes.destination),
-        destination_principal=attributes.destination.principal,
+        destination_ip=destination.address.socket_address.address,
+        destination_port=_port(destination),
+        destination_principal=destination.principal,
         context=dict(attributes.context_extensions),
         sni=attributes.tls_session.sni,
-        request_id=_decision_id(http),
+        request_id=_decision_id(headers, http.id),
     )
 
 
-def _decision_id(http: attribute_context_pb2.AttributeContext.HttpRequest) -> str:
+def _decision_id(headers: dict[str, str], stream_id: str) -> str:
     """Envoy's ``x-request-id`` (what the upstream and access logs see), else the
     stream id, else a new id."""
-    return str(http.headers.get("x-request-id") or http.id or uuid.uuid4().hex)
+    return headers.get("x-request-id") or stream_id or uuid.uuid4().hex
 
 
 def _port(peer: attribute_context_pb2.AttributeContext.Peer) -> int | None:
@@ -114,13 +116,8 @@ def to_response(
 
 
 def _allow(ok: external_auth_pb2.OkHttpResponse, decision: Decision) -> None:
-    for name, value in decision.headers.set:
-        ok.headers.append(
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=name, value=value),
-                append_action=OVERWRITE,
-            )
-        )
+    if decision.identity is not None:
+        ok.headers.extend(_header_options(decision.identity, decision.headers.set))
     ok.headers_to_remove.extend(decision.headers.remove)
     ok.query_parameters_to_remove.extend(decision.headers.remove_params)
 
@@ -174,35 +171,67 @@ def challenge(request: Request) -> str:
 
 
 def _metadata(decision: Decision, decision_id: str) -> struct_pb2.Struct:
-    fields: dict[str, Any] = {
-        "decision_id": decision_id,
-        "decision": "allow" if decision.allowed else "deny",
-        "reason": decision.reason,
-    }
-    if decision.identity is not None:
-        fields["principal"] = decision.identity.principal
-        fields["claims"] = dict(decision.identity.claims)
-    if decision.policy is not None:
-        fields["policy"] = decision.policy.policy
-        fields["rule"] = decision.policy.rule
-    if decision.dry_run:
-        fields["dry_run"] = [_match(m) for m in decision.dry_run]
-    if decision.audit:
-        fields["audit"] = [_match(m) for m in decision.audit]
     metadata = struct_pb2.Struct()
-    try:
-        metadata.update({METADATA_NAMESPACE: fields})
-    except (ValueError, TypeError, OverflowError):
-        fields.pop("claims", None)
-        metadata.update({METADATA_NAMESPACE: fields})
+    fields = metadata.fields[METADATA_NAMESPACE].struct_value.fields
+    fields["decision_id"].string_value = decision_id
+    fields["decision"].string_value = "allow" if decision.allowed else "deny"
+    fields["reason"].string_value = decision.reason
+    identity = decision.identity
+    if identity is not None:
+        fields["principal"].string_value = identity.principal
+        fields["claims"].struct_value.CopyFrom(_claims_struct(identity))
+    if decision.policy is not None:
+        fields["policy"].string_value = decision.policy.policy
+        fields["rule"].number_value = decision.policy.rule
+    if decision.dry_run:
+        fields["dry_run"].list_value.extend([_match(m) for m in decision.dry_run])
+    if decision.audit:
+        fields["audit"].list_value.extend([_match(m) for m in decision.audit])
     return metadata
 
 
-def _match(found: Any) -> dict[str, Any]:
-    return {"policy": found.policy, "rule": found.rule, "action": found.action}
+def _header_options(
+    identity: Identity, to_set: tuple[tuple[str, str], ...]
+) -> list[base_pb2.HeaderValueOption]:
+    """Overwriting header mutations for a verified token, built once per token."""
+    cached: list[base_pb2.HeaderValueOption] | None = identity.memo.get("headers")
+    if cached is None:
+        cached = [
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=name, value=value),
+                append_action=OVERWRITE,
+            )
+            for name, value in to_set
+        ]
+        identity.memo["headers"] = cached
+    return cached
+
+
+def _claims_struct(identity: Identity) -> struct_pb2.Struct:
+    """The verified claims as a Struct, built once per identity; empty if the
+    claims hold values a Struct cannot (numbers beyond a double)."""
+    cached = identity.memo.get("claims_struct")
+    if cached is None:
+        cached = struct_pb2.Struct()
+        try:
+            cached.update(dict(identity.claims))
+        except (ValueError, TypeError, OverflowError):
+            cached = struct_pb2.Struct()
+        identity.memo["claims_struct"] = cached
+    return cached
+
+
+def _match(found: PolicyMatch) -> struct_pb2.Struct:
+    entry = struct_pb2.Struct()
+    entry.fields["policy"].string_value = found.policy
+    entry.fields["rule"].number_value = found.rule
+    entry.fields["action"].string_value = found.action
+    return entry
 
 
 OnDecision = Callable[[Request, Decision, float], None]
+UNREADABLE = Request(method="", host="", raw_path="/", request_id="unreadable")
+"""Stands for a CheckRequest that could not even be read (always denied)."""
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
@@ -218,7 +247,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         self, check: external_auth_pb2.CheckRequest, context: grpc.ServicerContext
     ) -> external_auth_pb2.CheckResponse:
         started = time.perf_counter()
-        request = Request(method="", host="", raw_path="/", request_id=uuid.uuid4().hex)
+        request = UNREADABLE
         try:
             request = to_request(check)
             snapshot = self._current()

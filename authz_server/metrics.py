@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -68,11 +69,18 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_KeyCollector(sources, cache))
+        self._decision_children: dict[tuple[bool, str], Any] = {}
 
     def decided(self, decision: Decision, seconds: float) -> None:
         """Count one decision."""
-        outcome = "allow" if decision.allowed else "deny"
-        self.decisions.labels(outcome, decision.reason).inc()
+        key = (decision.allowed, decision.reason)
+        child = self._decision_children.get(key)
+        if child is None:
+            outcome = "allow" if decision.allowed else "deny"
+            child = self._decision_children[key] = self.decisions.labels(
+                outcome, decision.reason
+            )
+        child.inc()
         self.check_seconds.observe(seconds)
         for found in decision.dry_run:
             self.dry_run.labels(found.action).inc()

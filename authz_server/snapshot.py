@@ -16,11 +16,8 @@ Scoping outside a mesh: a resource applies to a request when
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from cachetools import LRUCache
 
 from authz_server import config as config_files
 from authz_server.authn.authenticate import (
@@ -69,8 +66,7 @@ class Snapshot:
     generation: int = field(default_factory=lambda: next(_generations))
 
     def __post_init__(self) -> None:
-        self._scopes: LRUCache[tuple[object, ...], Scope] = LRUCache(SCOPE_CACHE_SIZE)
-        self._lock = threading.Lock()
+        self._scopes: dict[tuple[object, ...], Scope] = {}
 
     @property
     def key_sources(self) -> set[KeySource]:
@@ -79,9 +75,9 @@ class Snapshot:
     def scope(self, request: Request) -> Scope:
         """The providers and policies that apply to ``request`` (cached by context)."""
         namespace = request_namespace(request)
-        key = (namespace, tuple(sorted(request.context.items())))
-        with self._lock:
-            cached = self._scopes.get(key)
+        context = request.context
+        key = (namespace, tuple(sorted(context.items())) if context else ())
+        cached = self._scopes.get(key)
         if cached is not None:
             return cached
 
@@ -89,8 +85,9 @@ class Snapshot:
             tuple(p for s, p in self.providers if self._applies(s, namespace, request)),
             tuple(p for p in self.policies if self._applies(p, namespace, request)),
         )
-        with self._lock:
-            self._scopes[key] = scope
+        if len(self._scopes) >= SCOPE_CACHE_SIZE:
+            self._scopes.clear()  # many distinct contexts: start over, stay bounded
+        self._scopes[key] = scope
         return scope
 
     def _applies(

@@ -13,12 +13,14 @@ failure, else "issuer not configured"). Two deliberate differences, both stricte
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from authz_server.authn.extract import (
     Location,
@@ -51,8 +53,9 @@ from authz_server.settings import Limits
 
 DEFAULT_SPACE_DELIMITED = ("scope", "permission")
 UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-VERIFIED_CACHE_SIZE = 100_000
-VERIFIED_CACHE_SECONDS = 300.0
+RESULT_CACHE_SIZE = 10_000
+SIGNATURE_CACHE_SIZE = 100_000
+SIGNATURE_CACHE_SECONDS = 300.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +69,7 @@ class Provider:
     space_delimited: frozenset[str]
     keys: KeySource
 
-    @property
+    @cached_property
     def owned_headers(self) -> tuple[str, ...]:
         names = [self.rule.output_payload_to_header]
         names += [entry.header for entry in self.rule.output_claim_to_headers]
@@ -96,16 +99,43 @@ class _Found:
     locations: tuple[Location, ...]
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token that verified under ``provider``: what a repeat request reuses."""
+
+    provider: Provider
+    identity: Identity
+    to_set: tuple[tuple[str, str], ...]
+    not_before: int | None
+    expires: int | None
+    key_version: int
+
+
 class Authenticator:
-    """Verifies requests against a list of providers (one config generation)."""
+    """Verifies requests against a list of providers (one config generation).
+
+    Two caches, both per config generation (a reload starts empty ones) and both
+    checked against the key set in use, so a key rotation invalidates them:
+
+    * recent results: the verified identity and headers of up to
+      ``RESULT_CACHE_SIZE`` tokens, so a repeated token costs no parsing; its time
+      window is checked again on every use, so a cached token never outlives
+      its ``exp``;
+    * verified signatures: a digest per token (up to ``SIGNATURE_CACHE_SIZE``,
+      each for ``SIGNATURE_CACHE_SECONDS``), so a token seen again after falling
+      out of the first cache costs parsing but no signature check.
+    """
 
     def __init__(
         self, limits: Limits | None = None, stats: CacheStats | None = None
     ) -> None:
         self.limits = limits or Limits()
         self.stats = stats or CacheStats()
-        self._verified: TTLCache[tuple[str, str], int] = TTLCache(
-            maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_SECONDS
+        self._results: LRUCache[tuple[object, str], _Verified] = LRUCache(
+            RESULT_CACHE_SIZE
+        )
+        self._signatures: TTLCache[tuple[str, bytes], int] = TTLCache(
+            maxsize=SIGNATURE_CACHE_SIZE, ttl=SIGNATURE_CACHE_SECONDS
         )
 
     def authenticate(
@@ -132,42 +162,56 @@ class Authenticator:
         if len(token) > self.limits.max_token_bytes:
             raise TokenTooLarge()
 
+        key = (tuple(providers), token)
+        cached = self._results.get(key)
+        if cached is not None and _still_valid(cached, now):
+            self.stats.hits += 1
+            _note(trace, f"{cached.provider.name}: verified (cached)")
+            locations = _locations_of(cached.provider, providers, found)
+            changes = _changes(cached.provider, cached.to_set, locations, owned)
+            return Authentication(cached.identity, changes, token_present=True)
+
         limits = self.limits
         jwt = parse(
             token, max_depth=limits.max_json_depth, max_members=limits.max_json_members
         )
-        _note(trace, _describe(jwt, found, now))
+        self.stats.misses += 1
+        if trace is not None:
+            trace.append(_describe(jwt, found, now))
         errors: list[AuthzError] = []
         for provider, item in zip(providers, found, strict=True):
             if item is None:
                 continue
             try:
-                identity = self._verify(provider, jwt, now)
+                verified = self._verify(provider, jwt, now)
             except AuthzError as err:
                 _note(trace, f"{provider.name}: {err.message}")
                 errors.append(err)
                 continue
             _note(trace, f"{provider.name}: verified")
-            changes = _header_changes(
-                provider, jwt, item.locations, owned, limits.max_claim_header_bytes
-            )
-            return Authentication(identity, changes, token_present=True)
+            self._results[key] = verified
+            changes = _changes(provider, verified.to_set, item.locations, owned)
+            return Authentication(verified.identity, changes, token_present=True)
         raise _reported_error(errors)
 
-    def _verify(self, provider: Provider, jwt: Jwt, now: float) -> Identity:
+    def _verify(self, provider: Provider, jwt: Jwt, now: float) -> _Verified:
         if provider.rule.issuer and jwt.issuer != provider.rule.issuer:
             raise IssuerNotConfigured()
         check_time(jwt, now)
         check_audience(jwt, provider.audiences)
 
-        cache_key = (provider.name, jwt.raw)
-        cached_version = self._verified.get(cache_key)
-        if cached_version is None or cached_version != _current_version(provider):
-            self.stats.misses += 1
-            self._verified[cache_key] = verify_signature(jwt, provider.keys).version
-        else:
-            self.stats.hits += 1
-        return _identity(provider, jwt)
+        digest = hashlib.sha256(jwt.raw.encode()).digest()
+        signature_key = (provider.name, digest)
+        version = self._signatures.get(signature_key)
+        if version is None or version != _current_version(provider):
+            version = verify_signature(jwt, provider.keys).version
+            self._signatures[signature_key] = version
+
+        to_set = _outputs(provider, jwt, self.limits.max_claim_header_bytes)
+        identity = _identity(provider, jwt)
+        return _Verified(
+            provider, identity, to_set, jwt.not_before, jwt.expires, version
+        )
 
 
 def _note(trace: Trace | None, step: str) -> None:
@@ -184,6 +228,23 @@ def _describe(jwt: Jwt, found: Sequence[_Found | None], now: float) -> str:
         f"iss {jwt.issuer}, aud {list(jwt.audiences or [])}, nbf {jwt.not_before}, "
         f"exp {jwt.expires}, now {int(now)} (clock skew {CLOCK_SKEW_SECONDS}s)"
     )
+
+
+def _still_valid(verified: _Verified, now: float) -> bool:
+    """Whether a cached result may be reused: in its time window, same keys."""
+    if verified.not_before is not None:
+        if now + CLOCK_SKEW_SECONDS < verified.not_before:
+            return False
+    if verified.expires and now > verified.expires + CLOCK_SKEW_SECONDS:
+        return False
+    return _current_version(verified.provider) == verified.key_version
+
+
+def _locations_of(
+    provider: Provider, providers: Sequence[Provider], found: Sequence[_Found | None]
+) -> tuple[Location, ...]:
+    item = found[list(providers).index(provider)]
+    return item.locations if item is not None else ()
 
 
 def _current_version(provider: Provider) -> int | None:
@@ -220,6 +281,8 @@ def _find(provider: Provider, request: Request) -> _Found | None:
             if value is not None and token is None and looks_like_jwt(value):
                 raise TokenOutOfPlace()
         elif location.kind == "param":
+            if "?" not in request.raw_path:
+                continue
             params = query_params(request.query) if params is None else params
             token = params.get(location.name)
         else:
@@ -257,13 +320,10 @@ def _identity(provider: Provider, jwt: Jwt) -> Identity:
     return Identity(jwt.issuer or "", subject, claims, provider.name)
 
 
-def _header_changes(
-    provider: Provider,
-    jwt: Jwt,
-    locations: tuple[Location, ...],
-    owned: tuple[str, ...],
-    max_claim_bytes: int,
-) -> HeaderChanges:
+def _outputs(
+    provider: Provider, jwt: Jwt, max_claim_bytes: int
+) -> tuple[tuple[str, str], ...]:
+    """The headers a verified token sets: its payload and its configured claims."""
     rule = provider.rule
     to_set: dict[str, str] = {}
     if rule.output_payload_to_header:
@@ -274,15 +334,24 @@ def _header_changes(
             raise ClaimHeaderTooLarge()
         if value is not None:
             to_set[entry.header] = value
+    return tuple(to_set.items())
 
-    remove = [name for name in owned if name not in to_set]
+
+def _changes(
+    provider: Provider,
+    to_set: tuple[tuple[str, str], ...],
+    locations: tuple[Location, ...],
+    owned: tuple[str, ...],
+) -> HeaderChanges:
+    """Set the token's headers; remove other owned ones and (unless forwarded)
+    the headers and query parameters the token came in."""
+    set_names = {name for name, _ in to_set}
+    remove = [name for name in owned if name not in set_names]
     params: list[str] = []
-    if not rule.forward_original_token:
+    if not provider.rule.forward_original_token:
         remove += [loc.name for loc in locations if loc.kind == "header"]
         params += [loc.name for loc in locations if loc.kind == "param"]
-    return HeaderChanges(
-        tuple(to_set.items()), tuple(dict.fromkeys(remove)), tuple(params)
-    )
+    return HeaderChanges(to_set, tuple(dict.fromkeys(remove)), tuple(params))
 
 
 def claim_header_value(payload: dict[str, Any], claim: str) -> str | None:

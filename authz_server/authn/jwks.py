@@ -13,9 +13,9 @@ config reloads, so unchanged URLs are not refetched. Its life:
 * a token whose ``kid`` no key matches triggers one refetch, single-flight (all
   requests waiting share it) and at most once per ``miss_interval`` per URL, so a
   flood of invented kids costs one fetch per interval. The fetch runs in its own
-  thread; a request waits for it at most ``miss_wait`` (250 ms by default) and is
-  denied if it has not finished by then. This is the only time the request path
-  waits on the network.
+  thread; the requests that share it wait for it until at most ``miss_wait``
+  (250 ms by default) after it started, and are denied if it has not finished.
+  This is the only time the request path waits on the network.
 
 ``file://`` URLs are read from disk and reread when the file changes; that is an
 authz-server extension (Istio accepts only http and https) for JWKS documents
@@ -207,6 +207,7 @@ class RemoteKeys:
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
         self._in_flight: threading.Event | None = None
+        self._in_flight_until = 0.0
         self._current: KeySet | None = None
         self._failures = 0
         self._last_miss_fetch = -miss_interval
@@ -243,10 +244,13 @@ class RemoteKeys:
                 self._last_miss_fetch = self._clock()
                 self.miss_refetches += 1
                 done = self._in_flight = threading.Event()
+                self._in_flight_until = time.monotonic() + self._miss_wait
                 threading.Thread(
                     target=self._fetch_in_background, args=(done,), daemon=True
                 ).start()
-        if not done.wait(self._miss_wait):
+            until = self._in_flight_until
+        # Every request sharing this fetch is released by its start + miss_wait.
+        if not done.wait(max(0.0, until - time.monotonic())):
             return None
         return self._usable()
 

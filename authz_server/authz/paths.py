@@ -30,6 +30,9 @@ UNRESERVED = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[e
 ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\U0010ffff]|%00")
 ESCAPED_SLASH = re.compile(r"%(2[fF]|5[cC])")
+# A path every view leaves as it is: segments of plain characters, none empty,
+# none "." or "..", no trailing slash.
+PLAIN = re.compile(r"/|(?:/(?!\.\.?(?:/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)+")
 
 
 def normalise(path: str) -> str:
@@ -50,6 +53,9 @@ class PathViews:
 
 def views(path: str) -> PathViews:
     """The views of ``path`` that policies are evaluated against."""
+    if PLAIN.fullmatch(path):
+        single = (path,)
+        return PathViews(single, single)
     base = normalise(path)
     decoded = [
         segment.partition(";")[0] for segment in _decode_slashes(base).split("/")
