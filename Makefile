@@ -34,8 +34,11 @@ bench: $(STAMP) ## benchmark: Envoy shapes A/B/C, in-process Check, memory (BENC
 		{ apt-get update -qq && apt-get install -y -qq wrk nghttp2-client; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+fuzz: $(STAMP) ## long property-based fuzzing of the Check entry point
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
+
 format: $(STAMP) ## reformat the code in place
 	$(BIN)/ruff format authz_server tests bench
 	$(BIN)/ruff check --fix authz_server tests bench
 
-.PHONY: help venv run check test bench format
+.PHONY: help venv run check test bench fuzz format

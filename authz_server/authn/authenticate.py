@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 
 from authz_server.authn.extract import (
     Location,
@@ -53,7 +54,7 @@ from authz_server.settings import Limits
 
 DEFAULT_SPACE_DELIMITED = ("scope", "permission")
 UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-RESULT_CACHE_SIZE = 10_000
+RESULT_CACHE_SIZE = 1_000
 SIGNATURE_CACHE_SIZE = 100_000
 SIGNATURE_CACHE_SECONDS = 300.0
 
@@ -117,13 +118,14 @@ class Authenticator:
     Two caches, both per config generation (a reload starts empty ones) and both
     checked against the key set in use, so a key rotation invalidates them:
 
-    * recent results: the verified identity and headers of up to
-      ``RESULT_CACHE_SIZE`` tokens, so a repeated token costs no parsing; its time
-      window is checked again on every use, so a cached token never outlives
-      its ``exp``;
-    * verified signatures: a digest per token (up to ``SIGNATURE_CACHE_SIZE``,
-      each for ``SIGNATURE_CACHE_SECONDS``), so a token seen again after falling
-      out of the first cache costs parsing but no signature check.
+    * recent results: the verified identity and headers of the
+      ``RESULT_CACHE_SIZE`` most recent tokens, so a repeated token costs no
+      parsing; its time window is checked again on every use, so a cached token
+      never outlives its ``exp``;
+    * verified signatures: a SHA-256 digest of rule and token for up to
+      ``SIGNATURE_CACHE_SIZE`` tokens, each for ``SIGNATURE_CACHE_SECONDS``
+      (about 240 bytes apiece), so any token seen again costs parsing but no
+      signature check.
     """
 
     def __init__(
@@ -134,8 +136,8 @@ class Authenticator:
         self._results: LRUCache[tuple[object, str], _Verified] = LRUCache(
             RESULT_CACHE_SIZE
         )
-        self._signatures: TTLCache[tuple[str, bytes], int] = TTLCache(
-            maxsize=SIGNATURE_CACHE_SIZE, ttl=SIGNATURE_CACHE_SECONDS
+        self._signatures: LRUCache[bytes, tuple[int, float]] = LRUCache(
+            SIGNATURE_CACHE_SIZE
         )
 
     def authenticate(
@@ -200,12 +202,15 @@ class Authenticator:
         check_time(jwt, now)
         check_audience(jwt, provider.audiences)
 
-        digest = hashlib.sha256(jwt.raw.encode()).digest()
-        signature_key = (provider.name, digest)
-        version = self._signatures.get(signature_key)
-        if version is None or version != _current_version(provider):
+        digest = hashlib.sha256(f"{provider.name}\0{jwt.raw}".encode()).digest()
+        seen = self._signatures.get(digest)
+        current = _current_version(provider)
+        if seen is not None and seen[0] == current and seen[1] > time.monotonic():
+            version = seen[0]
+        else:
             version = verify_signature(jwt, provider.keys).version
-            self._signatures[signature_key] = version
+            expiry = time.monotonic() + SIGNATURE_CACHE_SECONDS
+            self._signatures[digest] = (version, expiry)
 
         to_set = _outputs(provider, jwt, self.limits.max_claim_header_bytes)
         identity = _identity(provider, jwt)

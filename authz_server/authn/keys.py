@@ -6,9 +6,11 @@ not use are skipped and counted, so one odd key never disables an issuer:
 
 * ``use`` other than ``sig``; unknown ``kty``; EC curves other than P-256/384/521;
   OKP curves other than Ed25519; RSA keys without ``n``/``e`` (``x5c`` is not read);
-* RSA keys shorter than ``min_rsa_bits`` (2048 by default);
+* RSA keys shorter than ``min_rsa_bits`` (2048 by default) or longer than
+  ``MAX_RSA_BITS`` (8192: a huge modulus makes every verification expensive);
 * symmetric (``oct``) keys unless the set is inline config (a remote JWKS is public,
-  so a shared secret in it would let anyone sign).
+  so a shared secret in it would let anyone sign), and ``oct`` keys shorter than
+  ``MIN_HMAC_BYTES`` (32, what HS256 needs to be as strong as its hash).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ SUPPORTED_ALGORITHMS = (
 )
 PUBLIC_MEMBERS = frozenset({"kty", "kid", "alg", "use", "n", "e", "crv", "x", "y"})
 DEFAULT_MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 8192
+MIN_HMAC_BYTES = 32
 DEFAULT_MAX_KEYS = 100
 
 _versions = itertools.count(1)
@@ -105,8 +109,15 @@ def _usable_key(entry: Any, allow_symmetric: bool, min_rsa_bits: int) -> Key | N
     material = _material(entry, min(algorithms))
     if material is None:
         return None
-    if isinstance(material, rsa.RSAPublicKey) and material.key_size < min_rsa_bits:
+    if isinstance(material, rsa.RSAPublicKey) and not (
+        min_rsa_bits <= material.key_size <= MAX_RSA_BITS
+    ):
         logger.warning("skipping RSA key %r: %d bits", kid, material.key_size)
+        return None
+    if isinstance(material, bytes) and len(material) < MIN_HMAC_BYTES:
+        logger.warning(
+            "skipping oct key %r: shorter than %d bytes", kid, MIN_HMAC_BYTES
+        )
         return None
     return Key(kid, alg, str(entry["kty"]), algorithms, material)
 

@@ -418,3 +418,24 @@ def test_claim_header_values_follow_envoy(
     claim: str, payload: dict[str, Any], expected: str | None
 ) -> None:
     assert claim_header_value(payload, claim) == expected
+
+
+def test_oversized_rsa_and_short_inline_oct_keys_are_skipped(
+    rsa_key: tokens.PrivateKey,
+) -> None:
+    modulus = (1 << 9000) + 1
+    huge = {
+        "kty": "RSA",
+        "kid": "huge",
+        "n": base64url(modulus.to_bytes(1126, "big")),
+        "e": "AQAB",
+    }
+    short_secret = {"kty": "oct", "kid": "short", "k": base64url(b"sixteen-bytes-ok")}
+    good = tokens.public_jwk(rsa_key, "k1")
+
+    key_set = parse_key_set(
+        key_set_json(huge, short_secret, good), allow_symmetric=True
+    )
+
+    assert [key.kid for key in key_set.keys] == ["k1"]
+    assert key_set.skipped == 2
