@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import Stack
+from harness import Response, Stack
 from istio_fixtures import localised, token
 
 from authz_server.demo.keyserver import KeyServer
@@ -34,7 +34,7 @@ def get(
     host: str = HTTPBIN,
     method: str = "GET",
     headers: list[tuple[str, str]] | None = None,
-):  # noqa: ANN201
+) -> Response:
     sent = list(headers or [])
     if bearer is not None:
         sent.append(("Authorization", f"Bearer {bearer}"))
@@ -162,3 +162,75 @@ def test_selector_scopes_by_route(stack: Stack, use: Use) -> None:
 
     assert get(stack, host=HTTPBIN).status == 403, "route labelled app=httpbin"
     assert get(stack, host="elsewhere.example").status == 200, "no labels: no policy"
+
+
+AUTHZ_JWT = [
+    ("/token1", None, 403),
+    ("/token1", "TokenIssuer1", 200),
+    ("/token1", "TokenIssuer2", 403),
+    ("/token2", "TokenIssuer2", 200),
+    ("/token3", "TokenIssuer1", 403),
+    ("/token3", "TokenIssuer2", 200),
+    ("/tokenAny", None, 403),
+    ("/tokenAny", "TokenIssuer2", 200),
+    ("/permission", "TokenIssuer2WithSpaceDelimitedPermission", 200),
+    ("/scope", "TokenIssuer2WithSpaceDelimitedScope", 200),
+    ("/otherscope", "TokenIssuer2WithSpaceDelimitedScope", 403),
+    ("/custom-scope-admin", "TokenIssuer2WithCustomScopeSpaceDelimitedScope", 200),
+    ("/custom-scope-user", "TokenIssuer1", 403),
+    ("/nested-key1", "TokenIssuer1WithNestedClaims1", 200),
+    ("/nested-key2", "TokenIssuer1WithNestedClaims1", 403),
+    ("/nested-2-key1", "TokenIssuer1WithNestedClaims1", 200),
+    ("/nested-non-exist", "TokenIssuer1WithNestedClaims2", 403),
+    ("/audiences", "TokenIssuer1WithAudList", 200),
+]
+
+
+def test_authz_jwt(stack: Stack, use: Use) -> None:
+    use("itest-authz-jwt.yaml")
+
+    for path, name, status in AUTHZ_JWT:
+        bearer = token(name) if name else None
+        assert get(stack, path, bearer=bearer).status == status, (path, name)
+
+
+def test_path_templating(stack: Stack, use: Use) -> None:
+    use("itest-authz-path-templating.yaml")
+    allowed = ["/allow/admin/", "/allow/admin/foo/temp.txt", "/foo/buzz/bar/bat"]
+    allowed += ["/store//cart", "/store/foo/bar/cart"]
+    denied = ["/allow/admin", "/allow/admin?param=value", "/foo//bar/bat.txt"]
+    denied += ["/store/cart"]
+
+    for path in allowed:
+        assert get(stack, path).status == 200, path
+    for path in denied:
+        assert get(stack, path).status == 403, path
+
+
+def test_istio_io_tasks(stack: Stack, use: Use) -> None:
+    use("istio-io-authz-jwt.yaml")
+    assert get(stack, bearer="invalidToken").status == 401
+    assert get(stack, bearer=token("demo")).status == 403
+    assert get(stack, bearer=token("groups-scope")).status == 200
+    assert get(stack).status == 403
+
+    use("istio-io-claim-to-header.yaml")
+    claim = get(stack, bearer=token("demo"))
+    assert claim.status == 200 and claim.upstream_header("x-jwt-claim-foo") == ["bar"]
+
+    use("istio-io-authz-deny.yaml")
+    assert get(stack, "/ip", headers=[("x-token", "guest")]).status == 403
+    assert get(stack, "/ip", headers=[("x-token", "admin")]).status == 200
+    assert get(stack, "/get", headers=[("x-token", "admin")]).status == 403
+
+    use("istio-io-authz-dry-run.yaml")
+    assert get(stack, "/headers").status == 200
+
+
+def test_builder_fixtures(stack: Stack, use: Use) -> None:
+    use("builder-allow-nil-rule-in.yaml")
+    assert get(stack).status == 403
+    use("builder-allow-empty-rule-in.yaml")
+    assert get(stack).status == 200
+    use("builder-dry-run-mix-in.yaml")
+    assert (get(stack, "/another").status, get(stack, "/allow").status) == (200, 403)
