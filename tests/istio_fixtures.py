@@ -20,6 +20,21 @@ SAMPLES_JWKS = (
 )
 
 
+# itest-requestauthn-global-jwt.yaml at the ingress gateway (SOURCES.md):
+# (host, path, token file or None, status).
+GLOBAL_JWT = [
+    ("example.httpbin.com", "/healthz", None, 200),
+    ("example.httpbin.com", "/", None, 403),
+    ("example.httpbin.com", "/", "TokenIssuer1", 200),
+    ("example.httpbin.com", "/", "TokenIssuer2", 403),
+    ("example.httpbin.com", "/", "TokenExpired", 401),
+    ("any-request-principal-ok.httpbin.com", "/", "TokenIssuer1", 200),
+    ("any-request-principal-ok.httpbin.com", "/", "TokenIssuer2", 200),
+    ("any-request-principal-ok.httpbin.com", "/", None, 403),
+    ("other-host.httpbin.com", "/", "TokenIssuer1", 403),
+]
+
+
 def token(name: str) -> str:
     """A sample token by file name (``TokenIssuer1``, ``demo``, ...)."""
     folder = SAMPLES if name in ("demo", "groups-scope") else COMMON

@@ -11,8 +11,9 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Self
+
+from authz_server.demo._process import Started
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class _OwnedHTTPServer(ThreadingHTTPServer):
         super().__init__((LOOPBACK, port), Request)
 
 
-class LoopbackServer:
+class LoopbackServer(Started):
     """Serve HTTP on 127.0.0.1 in a daemon thread; subclasses answer requests."""
 
     def __init__(self, port: int = 0) -> None:
@@ -134,14 +135,3 @@ class LoopbackServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

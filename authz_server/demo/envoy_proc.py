@@ -36,12 +36,17 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import yaml
 
-from authz_server.demo._process import find_command, log_tail, spawn_logged, terminate
+from authz_server.demo._process import (
+    Started,
+    find_command,
+    log_tail,
+    spawn_logged,
+    terminate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +151,7 @@ def listener_ports(config: Config) -> list[int]:
     return [int(item["address"]["socket_address"]["port_value"]) for item in listeners]
 
 
-class EnvoyProcess:
+class EnvoyProcess(Started):
     """One Envoy process for a bootstrap file whose ports are fixed and loopback."""
 
     def __init__(
@@ -253,17 +258,6 @@ class EnvoyProcess:
             return False
         finally:
             connection.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _accepts(port: int) -> bool:

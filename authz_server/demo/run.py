@@ -25,14 +25,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz_server import tokens
-from authz_server.demo._process import find_command, log_tail, spawn_logged, terminate
+from authz_server.demo._process import (
+    Started,
+    find_command,
+    log_tail,
+    spawn_logged,
+    terminate,
+)
 from authz_server.demo.echo import EchoUpstream
 from authz_server.demo.envoy_proc import EnvoyError, EnvoyProcess
 from authz_server.demo.keyserver import KeyServer
@@ -78,7 +84,7 @@ class DemoPorts:
         }
 
 
-class AuthzServerProcess:
+class AuthzServerProcess(Started):
     """``authz-server serve`` as a child process, ready once health is SERVING."""
 
     def __init__(self, policy: Path, grpc_port: int, log_path: Path) -> None:
@@ -137,17 +143,6 @@ class AuthzServerProcess:
             raise DemoError(
                 f"authz-server exited with code {code}; log:\n{log_tail(self.log_path)}"
             )
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _is_serving(stub: health_pb2_grpc.HealthStub) -> bool:

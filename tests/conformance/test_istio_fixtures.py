@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from istio_fixtures import POLICIES, load, localised, token
+from istio_fixtures import GLOBAL_JWT, POLICIES, load, localised, token
 
 from authz_server.decision import Decision
 from authz_server.demo.keyserver import KeyServer
@@ -188,17 +188,7 @@ def test_headers_and_params(
 
 @pytest.mark.parametrize(
     ("host", "path", "name", "status"),
-    [
-        ("example.httpbin.com", "/healthz", None, 200),
-        ("example.httpbin.com", "/", None, 403),
-        ("example.httpbin.com", "/", "TokenIssuer1", 200),
-        ("example.httpbin.com", "/", "TokenIssuer2", 403),
-        ("example.httpbin.com", "/", "TokenExpired", 401),
-        ("any-request-principal-ok.httpbin.com", "/", "TokenIssuer1", 200),
-        ("any-request-principal-ok.httpbin.com", "/", "TokenIssuer2", 200),
-        ("any-request-principal-ok.httpbin.com", "/", None, 403),
-        ("other-host.httpbin.com", "/", "TokenIssuer1", 403),
-    ],
+    GLOBAL_JWT,
 )
 def test_global_jwt_at_the_gateway(
     fixture, host: str, path: str, name: str | None, status: int

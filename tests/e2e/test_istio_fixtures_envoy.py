@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from harness import Response, Stack
-from istio_fixtures import localised, token
+from istio_fixtures import GLOBAL_JWT, localised, token
 
 from authz_server.demo.keyserver import KeyServer
 
@@ -136,17 +136,7 @@ def test_headers_params(stack: Stack, use: Use) -> None:
 
 @pytest.mark.parametrize(
     ("host", "path", "name", "status"),
-    [
-        ("example.httpbin.com", "/healthz", None, 200),
-        ("example.httpbin.com", "/", None, 403),
-        ("example.httpbin.com", "/", "TokenIssuer1", 200),
-        ("example.httpbin.com", "/", "TokenIssuer2", 403),
-        ("example.httpbin.com", "/", "TokenExpired", 401),
-        ("any-request-principal-ok.httpbin.com", "/", "TokenIssuer1", 200),
-        ("any-request-principal-ok.httpbin.com", "/", "TokenIssuer2", 200),
-        ("any-request-principal-ok.httpbin.com", "/", None, 403),
-        ("other-host.httpbin.com", "/", "TokenIssuer1", 403),
-    ],
+    GLOBAL_JWT,
 )
 def test_global_jwt_at_the_gateway(
     stack: Stack, use: Use, host: str, path: str, name: str | None, status: int
