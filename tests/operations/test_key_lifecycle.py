@@ -217,3 +217,23 @@ def test_file_jwks_is_read_and_reread_when_it_changes(
         while not authz.check(headers=rotated).allowed:
             assert time.monotonic() < deadline, "file change not picked up"
             time.sleep(0.2)
+
+
+def test_stop_lets_checks_in_flight_finish(
+    tmp_path: Path, idp: KeyServer, key_two: tokens.PrivateKey
+) -> None:
+    idp.set_delay(0.2)
+    with Authz(tmp_path) as authz:
+        authz.load(request_authentication(rule(idp.url)))
+        slow = bearer(mint(key_two, "unknown-kid"))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(authz.check, headers=slow)
+            time.sleep(0.05)
+            started = time.monotonic()
+            authz.server.stop(grace=2.0)
+
+            result = pending.result(timeout=5)
+
+        assert result.status == 401, "answered, not cut off"
+        assert time.monotonic() - started < 2.0
+        assert authz.server.ready() is False
