@@ -54,9 +54,17 @@ def decision_fields(
 
 
 def log_decision(request: Request, decision: Decision, seconds: float) -> None:
-    """Write the decision's INFO line (costs nothing when INFO is disabled)."""
+    """Write the decision's INFO line (costs nothing when INFO is disabled).
+
+    The record is made directly rather than through ``logger.info``, which would
+    walk the stack to find the caller's file and line for every decision.
+    """
     if logger.isEnabledFor(logging.INFO):
-        logger.info("decision", extra=decision_fields(request, decision, seconds))
+        fields = decision_fields(request, decision, seconds)
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, "decision", (), None, extra=fields
+        )
+        logger.handle(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,8 +72,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -75,7 +82,24 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = _bounded(value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=True, default=str)
+        return _ENCODER.encode(entry)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, default=str)
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 UTC with milliseconds; the second's text is reused within it."""
+    global _last
+    second = int(created)
+    cached_second, text = _last  # one read: threads may replace it meanwhile
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last = (second, text)
+    return f"{text}.{int((created - second) * 1000):03d}Z"
+
+
+_last: tuple[int, str] = (-1, "")
 
 
 class TextFormatter(logging.Formatter):
@@ -92,7 +116,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _bounded(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+    if type(value) is str and len(value) > MAX_FIELD_CHARS:
         return value[:MAX_FIELD_CHARS] + "..."
     return value
 
