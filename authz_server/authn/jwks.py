@@ -269,9 +269,12 @@ class RemoteKeys:
             return None
         return self._current
 
-    def refresh(self) -> None:
-        """Fetch now (start-up and background refresh)."""
+    def refresh(self, *, only_if_due: bool = False) -> None:
+        """Fetch now (start-up), or only if still due once it is our turn
+        (background refresh: another fetch may have just finished)."""
         with self._fetch_lock:
+            if only_if_due and not self.due():
+                return
             self._fetch_locked("refresh")
 
     def due(self) -> bool:
@@ -405,4 +408,4 @@ class KeyRegistry:
         while not self._stop.wait(tick_seconds):
             for source in self.sources():
                 if source.due():
-                    source.refresh()
+                    source.refresh(only_if_due=True)

@@ -439,3 +439,21 @@ def test_oversized_rsa_and_short_inline_oct_keys_are_skipped(
 
     assert [key.kid for key in key_set.keys] == ["k1"]
     assert key_set.skipped == 2
+
+
+def test_background_refresh_does_not_repeat_a_fetch_just_made(
+    rsa_key: tokens.PrivateKey,
+) -> None:
+    fetched: list[str] = []
+
+    def fetch(url: str, timeout: float) -> Fetched:
+        fetched.append(url)
+        return Fetched(key_set_json(tokens.public_jwk(rsa_key, "k1")).encode())
+
+    source = RemoteKeys("http://keys", timeout=1, fetch=fetch)
+    assert source.due(), "a new source is due at once"
+    source.refresh()
+
+    source.refresh(only_if_due=True)
+
+    assert len(fetched) == 1
