@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from authz_server import tokens
@@ -19,3 +21,13 @@ def mint(key: tokens.PrivateKey, kid: str, **claims: Any) -> str:
 
 def rule(url: str, **fields: Any) -> dict[str, Any]:
     return {"issuer": ISSUER, "jwksUri": url, **fields}
+
+
+def eventually(
+    condition: Callable[[], bool], seconds: float = 10, why: str = "condition not met"
+) -> None:
+    """Wait until ``condition()`` holds, failing with ``why`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)

@@ -4,7 +4,6 @@ ConfigMap symlink swap, SIGHUP-style reloads, and invalid edits that change noth
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import yaml
 from checks import Result, check_request, policy
 from envoy.service.auth.v3 import external_auth_pb2_grpc
+from operations_support import eventually
 
 from authz_server.server import Server
 from authz_server.settings import Settings
@@ -59,13 +59,6 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 def generation_of(server: Server) -> int:
     assert server.snapshot is not None
     return server.snapshot.generation
-
-
-def eventually(condition: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_editing_a_file_applies_the_new_policy(tmp_path: Path, serve: Serve) -> None:
