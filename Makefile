@@ -35,7 +35,7 @@ bench: $(STAMP) ## benchmark: Envoy shapes A/B/C, in-process Check, memory (BENC
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 fuzz: $(STAMP) ## long property-based fuzzing of the Check entry point
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=0 tests/fuzz
 
 format: $(STAMP) ## reformat the code in place
 	$(BIN)/ruff format authz_server tests bench
