@@ -218,3 +218,37 @@ def test_explain_with_a_missing_token_file_is_a_clean_error(
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "absent" in result.stderr
+
+
+def test_serve_flags_and_environment_reach_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from authz_server.cli import _settings, build_parser
+
+    monkeypatch.setenv("AUTHZ_MAX_TOKEN_BYTES", "4096")
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--admin-listen",
+            "",
+            "--http-listen",
+            "127.0.0.1:9003",
+            "--http-original",
+            "nginx",
+            "--jwks-miss-interval",
+            "5",
+            "--max-json-depth",
+            "8",
+            "--trusted-proxies",
+            "2",
+        ]
+    )
+
+    settings = _settings(args)
+
+    assert settings.admin_listen == "" and settings.http_listen == "127.0.0.1:9003"
+    assert settings.http_original == "nginx"
+    assert settings.jwks_miss_interval_seconds == 5.0
+    assert settings.trusted_proxies == 2
+    assert settings.limits.max_json_depth == 8
+    assert settings.limits.max_token_bytes == 4096
