@@ -69,4 +69,3 @@ class Decision:
     policy: PolicyMatch | None = None
     dry_run: tuple[PolicyMatch, ...] = ()
     audit: tuple[PolicyMatch, ...] = ()
-    token_present: bool = False

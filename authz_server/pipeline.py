@@ -59,7 +59,7 @@ def _decide(
     try:
         verdict = evaluate(scope.policies, context, trace)
     except PolicyDenied as err:
-        return denied(err, token_present=authn.token_present, identity=authn.identity)
+        return denied(err, identity=authn.identity)
 
     return Decision(
         allowed=True,
@@ -70,13 +70,10 @@ def _decide(
         policy=verdict.allowed_by,
         dry_run=verdict.dry_run,
         audit=verdict.audit,
-        token_present=authn.token_present,
     )
 
 
-def denied(
-    error: AuthzError, *, token_present: bool = True, identity: Identity | None = None
-) -> Decision:
+def denied(error: AuthzError, *, identity: Identity | None = None) -> Decision:
     """The deny decision for ``error``."""
     policy = None
     dry_run: tuple[PolicyMatch, ...] = ()
@@ -95,7 +92,6 @@ def denied(
         policy=policy,
         dry_run=dry_run,
         audit=audit,
-        token_present=token_present,
     )
 
 

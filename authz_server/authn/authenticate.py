@@ -83,7 +83,6 @@ class Authentication:
 
     identity: Identity | None
     headers: HeaderChanges
-    token_present: bool = False
 
 
 @dataclass
@@ -171,7 +170,7 @@ class Authenticator:
             _note(trace, f"{cached.provider.name}: verified (cached)")
             locations = _locations_of(cached.provider, providers, found)
             changes = _changes(cached.provider, cached.to_set, locations, owned)
-            return Authentication(cached.identity, changes, token_present=True)
+            return Authentication(cached.identity, changes)
 
         limits = self.limits
         jwt = parse(
@@ -193,7 +192,7 @@ class Authenticator:
             _note(trace, f"{provider.name}: verified")
             self._results[key] = verified
             changes = _changes(provider, verified.to_set, item.locations, owned)
-            return Authentication(verified.identity, changes, token_present=True)
+            return Authentication(verified.identity, changes)
         raise _reported_error(errors)
 
     def _verify(self, provider: Provider, jwt: Jwt, now: float) -> _Verified:
