@@ -67,14 +67,14 @@ def to_request(check: external_auth_pb2.CheckRequest) -> Request:
         destination_principal=destination.principal,
         context=dict(attributes.context_extensions),
         sni=attributes.tls_session.sni,
-        request_id=_decision_id(headers, http.id),
+        request_id=decision_id(headers.get("x-request-id", ""), http.id),
     )
 
 
-def _decision_id(headers: dict[str, str], stream_id: str) -> str:
-    """Envoy's ``x-request-id`` (what the upstream and access logs see), else the
-    stream id, else a new id."""
-    return headers.get("x-request-id") or stream_id or uuid.uuid4().hex
+def decision_id(request_id: str, stream_id: str = "") -> str:
+    """The request's ``x-request-id`` (what the upstream and access logs see),
+    else the proxy's stream id, else a new id."""
+    return request_id or stream_id or uuid.uuid4().hex
 
 
 def _port(peer: attribute_context_pb2.AttributeContext.Peer) -> int | None:
@@ -130,14 +130,7 @@ def _deny(
     denied_response.status.code = http_status_pb2.StatusCode.Value(
         _status_name(decision.status)
     )
-    headers = [
-        ("content-type", "text/plain"),
-        ("x-authz-reason", decision.reason),
-        ("x-authz-decision-id", request.request_id),
-    ]
-    if decision.status == 401:
-        headers.append(("www-authenticate", challenge(request)))
-    for name, value in headers:
+    for name, value in deny_headers(decision, request):
         denied_response.headers.append(
             base_pb2.HeaderValueOption(
                 header=base_pb2.HeaderValue(key=name, value=value),
@@ -155,6 +148,19 @@ def _status_name(status: int) -> str:
         431: "RequestHeaderFieldsTooLarge",
     }
     return names.get(status, "Forbidden")
+
+
+def deny_headers(decision: Decision, request: Request) -> list[tuple[str, str]]:
+    """The headers of every denial, whatever the protocol: content type, reason
+    code, decision id, and for 401 the ``WWW-Authenticate`` challenge."""
+    headers = [
+        ("content-type", "text/plain"),
+        ("x-authz-reason", decision.reason),
+        ("x-authz-decision-id", request.request_id),
+    ]
+    if decision.status == 401:
+        headers.append(("www-authenticate", challenge(request)))
+    return headers
 
 
 def challenge(request: Request) -> str:

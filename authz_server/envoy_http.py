@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from authz_server import observe
 from authz_server.decision import Decision
-from authz_server.envoy_grpc import OnDecision, challenge
+from authz_server.envoy_grpc import OnDecision, decision_id, deny_headers
 from authz_server.errors import BadRequest, InternalFault, NotReady
 from authz_server.pipeline import decide, denied
 from authz_server.request import Request
@@ -59,7 +59,6 @@ Original = Literal["auto", "envoy", "nginx", "traefik"]
 ORIGINAL_MODES: tuple[Original, ...] = ("auto", "envoy", "nginx", "traefik")
 
 HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove"
-REASON_HEADER = "x-authz-reason"
 # method header, path header, host header ("" = the Host header itself)
 FAMILIES: dict[str, tuple[str, str, str]] = {
     "nginx": ("x-original-method", "x-original-uri", ""),
@@ -135,7 +134,7 @@ def to_request(
         header_lines=kept,
         scheme=_scheme(lines),
         source_ip=_source_ip(lines),
-        request_id=_single(lines, "x-request-id"),
+        request_id=decision_id(_single(lines, "x-request-id")),
     )
     return request, family
 
@@ -208,10 +207,7 @@ def response_for(
     status = decision.status
     if family == "nginx" and status not in NGINX_STATUSES:
         status = 403
-    headers = [("content-type", "text/plain"), (REASON_HEADER, decision.reason)]
-    if decision.status == 401:
-        headers.append(("www-authenticate", challenge(request)))
-    return status, headers, decision.message.encode("utf-8")
+    return status, deny_headers(decision, request), decision.message.encode("utf-8")
 
 
 def _safe(headers: list[tuple[str, str]]) -> bool:
