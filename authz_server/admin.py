@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from authz_server.authn.jwks import RemoteKeys
 from authz_server.authn.keys import KeySet
 from authz_server.metrics import Metrics
+from authz_server.settings import split_listen
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ class AdminListener:
         key_sources: Callable[[], list[RemoteKeys]],
         inline_keys: Callable[[], list[tuple[str, KeySet]]],
     ) -> None:
-        host, _, port = listen.rpartition(":")
-        self._address = (host.strip("[]"), int(port))
+        self._address = split_listen(listen)
         self._routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/healthz": lambda: (200, "text/plain", b"ok\n"),
             "/readyz": lambda: _readiness(ready()),

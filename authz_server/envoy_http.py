@@ -51,6 +51,7 @@ from authz_server.envoy_grpc import OnDecision, decision_id, deny_headers
 from authz_server.errors import BadRequest, InternalFault, NotReady
 from authz_server.pipeline import decide, denied
 from authz_server.request import Request
+from authz_server.settings import split_listen
 from authz_server.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
@@ -350,7 +351,7 @@ class HttpAuthzListener:
 
     def start(self) -> int:
         """Bind and serve in a background thread; return the bound port."""
-        host, port = _split_listen(self.listen)
+        host, port = split_listen(self.listen)
         server = _Server((host, port), self)
         self._server = server
         self._thread = threading.Thread(
@@ -373,10 +374,3 @@ class HttpAuthzListener:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address {listen!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)

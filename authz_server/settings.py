@@ -57,3 +57,11 @@ class Settings:
     startup_deadline_seconds: float = 30.0
     watch_interval_seconds: float = 1.0
     grace_seconds: float = 5.0
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a (host, port) pair."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address {listen!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
