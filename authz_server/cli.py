@@ -203,7 +203,7 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
             type=int,
             default=int(_env(env, str(name.default))),
             metavar="N",
-            help=f"env {env}; default %(default)s (see the README's limits)",
+            help=f"env {env}; default %(default)s (README: Limits)",
         )
 
 
